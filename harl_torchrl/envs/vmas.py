@@ -1,0 +1,325 @@
+"""VMAS as a TorchRL environment with heterogeneous-agent conventions.
+
+One group per agent, a team reward at the root, truncation reported as truncation,
+and finished sub-environments reset in one batched call.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Literal
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
+from torchrl.envs import EnvBase, RewardSum, TransformedEnv
+
+from harl_torchrl.envs._vmas_state import reset_where
+from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
+from harl_torchrl.utils.device import resolve_device
+
+TeamReward = Literal["mean", "sum"]
+ResetMode = Literal["auto", "batched", "loop"]
+
+
+def vmas_scenario_names() -> list[str]:
+    """Every scenario name VMAS can build (its main, MPE and debug scenarios)."""
+    import vmas
+
+    return sorted({*vmas.scenarios, *vmas.mpe_scenarios, *vmas.debug_scenarios})
+
+
+def _import_vmas():
+    try:
+        import vmas
+        from vmas.simulator.environment.environment import Environment, local_seed
+    except ImportError as err:  # pragma: no cover - vmas is a core dependency
+        raise MissingDependencyError("VMAS is required: pip install harl-torchrl (it depends on vmas)") from err
+    return vmas, Environment, local_seed
+
+
+class VmasTeamEnv(EnvBase):
+    """A batched VMAS scenario as a TorchRL env: one group per agent, team signals at the root.
+
+    Data layout (``B = num_envs``)::
+
+        (agent, "observation")          float  [B, obs_dim_agent]
+        (agent, "action")               float  [B, act_dim_agent]   (continuous)
+                                        int64  [B]                  (discrete)
+                                        int64  [B, n_heads]         (multi-discrete)
+        ("next", agent, "reward")       float  [B, 1]   the agent's own reward
+        ("next", "reward")              float  [B, 1]   team reward: mean or sum over agents
+        ("next", "terminated")          bool   [B, 1]   the scenario says the episode ended
+        ("next", "truncated")           bool   [B, 1]   ``max_steps`` reached
+        ("next", "done")                bool   [B, 1]   terminated | truncated
+
+    Each agent is its own group, so agents of different observation or action sizes
+    need no padding. VMAS is built with ``max_steps=None`` and the time limit is
+    counted here, so that a time limit is ``truncated`` (bootstrapped by GAE) and
+    never ``terminated``.
+
+    Args:
+        scenario: a VMAS scenario name (see :func:`vmas_scenario_names`) or a
+            ``BaseScenario`` instance.
+        num_envs: number of vectorised sub-environments.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        max_steps: episode length limit; ``None`` for none.
+        continuous_actions: continuous (default) or discrete actions.
+        multidiscrete_actions: with ``continuous_actions=False``, one categorical
+            head per action dimension instead of one flat categorical.
+        team_reward: ``"mean"`` (default; equals each agent's reward in
+            shared-reward scenarios such as ``balance``) or ``"sum"`` over agents.
+        reset_mode: ``"batched"`` resets all finished sub-environments in one call
+            (see :mod:`harl_torchrl.envs._vmas_state`); ``"loop"`` uses VMAS's
+            per-index reset; ``"auto"`` (default) probes the scenario once at
+            construction and falls back to ``"loop"`` (with a warning) if the batched
+            reset disturbs sub-environments that were not reset.
+        seed: seed of VMAS's random stream.
+        **scenario_kwargs: forwarded to the scenario (e.g. ``n_agents=4``).
+
+    Example:
+        >>> env = VmasTeamEnv("balance", num_envs=8, max_steps=100, n_agents=3)
+        >>> td = env.rollout(5)
+        >>> td["agent_0", "observation"].shape
+        torch.Size([8, 5, 16])
+        >>> td["next", "reward"].shape
+        torch.Size([8, 5, 1])
+    """
+
+    def __init__(
+        self,
+        scenario: Any,
+        *,
+        num_envs: int = 32,
+        device: str | torch.device = "cpu",
+        max_steps: int | None = 100,
+        continuous_actions: bool = True,
+        multidiscrete_actions: bool = False,
+        team_reward: TeamReward = "mean",
+        reset_mode: ResetMode = "auto",
+        seed: int | None = None,
+        **scenario_kwargs: Any,
+    ) -> None:
+        vmas, _, self._local_seed = _import_vmas()
+        if isinstance(scenario, str) and scenario not in vmas_scenario_names():
+            raise unknown_choice("VMAS scenario", scenario, vmas_scenario_names())
+        if team_reward not in ("mean", "sum"):
+            raise unknown_choice("team_reward", team_reward, ["mean", "sum"])
+        if reset_mode not in ("auto", "batched", "loop"):
+            raise unknown_choice("reset_mode", reset_mode, ["auto", "batched", "loop"])
+        if max_steps is not None and max_steps <= 0:
+            raise ConfigError(f"max_steps must be a positive number of steps or None, got {max_steps}")
+        if num_envs <= 0:
+            raise ConfigError(f"num_envs must be >= 1, got {num_envs}")
+        if multidiscrete_actions and continuous_actions:
+            raise ConfigError("multidiscrete_actions=True needs continuous_actions=False")
+        device = resolve_device(device)
+        super().__init__(device=device, batch_size=torch.Size([num_envs]))
+        try:
+            self._env = vmas.make_env(
+                scenario,
+                num_envs=num_envs,
+                device=device,
+                continuous_actions=continuous_actions,
+                multidiscrete_actions=multidiscrete_actions,
+                max_steps=None,
+                clamp_actions=True,
+                seed=seed,
+                **scenario_kwargs,
+            )
+        except (TypeError, AssertionError, ValueError) as err:
+            raise ConfigError(f"VMAS could not build scenario {scenario!r} with {scenario_kwargs}: {err}") from err
+        self.scenario_name = scenario if isinstance(scenario, str) else type(scenario).__name__
+        self.num_envs = num_envs
+        self.max_steps = max_steps
+        self.continuous_actions = continuous_actions
+        self.multidiscrete_actions = multidiscrete_actions
+        self.team_reward = team_reward
+        self.agent_names = [agent.name for agent in self._env.agents]
+        self.group_map = {name: [name] for name in self.agent_names}
+        self._step_count = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self._make_specs()
+        self.reset_mode = self._choose_reset_mode(reset_mode)
+
+    # ------------------------------------------------------------------ specs
+    def _agent_action_spec(self, agent) -> Any:
+        space = self._env.get_agent_action_space(agent)
+        shape = (self.num_envs, *space.shape)
+        if self.continuous_actions:
+            low = torch.as_tensor(space.low, dtype=torch.float32, device=self.device).expand(shape)
+            high = torch.as_tensor(space.high, dtype=torch.float32, device=self.device).expand(shape)
+            return Bounded(low=low, high=high, shape=shape, device=self.device)
+        if self.multidiscrete_actions:
+            nvec = torch.as_tensor(space.nvec, dtype=torch.long)
+            return MultiCategorical(nvec=nvec, shape=(self.num_envs, len(nvec)), device=self.device)
+        return Categorical(n=int(space.n), shape=(self.num_envs,), device=self.device)
+
+    def _make_specs(self) -> None:
+        observations = self._env.get_from_scenario(
+            get_observations=True, get_rewards=False, get_infos=False, get_dones=False
+        )[0]
+        obs_specs, action_specs, reward_specs = {}, {}, {}
+        for agent, obs in zip(self._env.agents, observations, strict=True):
+            if not isinstance(obs, torch.Tensor):
+                raise ConfigError(
+                    f"VMAS scenario {self.scenario_name!r} returns {type(obs).__name__} observations for "
+                    f"{agent.name}; only tensor observations are supported"
+                )
+            obs_specs[agent.name] = Composite(
+                observation=Unbounded(shape=obs.shape, device=self.device), shape=(self.num_envs,)
+            )
+            action_specs[agent.name] = Composite(action=self._agent_action_spec(agent), shape=(self.num_envs,))
+            reward_specs[agent.name] = Composite(
+                reward=Unbounded(shape=(self.num_envs, 1), device=self.device), shape=(self.num_envs,)
+            )
+        batch = (self.num_envs,)
+        self.observation_spec = Composite(obs_specs, shape=batch, device=self.device)
+        self.action_spec = Composite(action_specs, shape=batch, device=self.device)
+        self.reward_spec = Composite(
+            reward_specs, reward=Unbounded(shape=(*batch, 1), device=self.device), shape=batch, device=self.device
+        )
+        flag = Categorical(n=2, shape=(*batch, 1), dtype=torch.bool, device=self.device)
+        self.done_spec = Composite(
+            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=batch, device=self.device
+        )
+
+    # ------------------------------------------------------------------ reset
+    def _choose_reset_mode(self, requested: ResetMode) -> str:
+        if requested != "auto":
+            return requested
+        if self.num_envs < 2:
+            return "loop"
+        # Probe: perturb the world, reset every other sub-environment in one batched
+        # call, and check that the others' observations did not move. (VMAS's own
+        # methods seed themselves; nesting its seed context would replay numbers.)
+        dtype = torch.float32 if self.continuous_actions else torch.long
+        actions = [
+            torch.zeros(self.num_envs, self._env.get_agent_action_size(a), device=self.device, dtype=dtype)
+            for a in self._env.agents
+        ]
+        for _ in range(2):
+            self._env.step(actions)
+        before = self._observations()
+        mask = torch.arange(self.num_envs, device=self.device) % 2 == 0
+        with self._local_seed(self._env.vmas_random_state):
+            reset_where(self._env.scenario, mask)
+        after = self._observations()
+        kept = all(torch.equal(before[n][~mask], after[n][~mask]) for n in self.agent_names)
+        if not kept:
+            warnings.warn(
+                f"VMAS scenario {self.scenario_name!r} keeps state that the batched reset cannot blend; "
+                "falling back to VMAS's per-index reset (slower). Pass reset_mode='loop' to silence this.",
+                stacklevel=3,
+            )
+            return "loop"
+        return "batched"
+
+    def _observations(self) -> dict[str, torch.Tensor]:
+        obs = self._env.get_from_scenario(get_observations=True, get_rewards=False, get_infos=False, get_dones=False)[0]
+        return dict(zip(self.agent_names, obs, strict=True))
+
+    def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        scenario = self._env.scenario
+        with self._local_seed(self._env.vmas_random_state):
+            if mask is None or mask.all():
+                scenario.env_reset_world_at(None)
+                self._step_count.zero_()
+            else:
+                mask = mask.reshape(self.num_envs)
+                if self.reset_mode == "batched":
+                    reset_where(scenario, mask)
+                else:
+                    for index in mask.nonzero().flatten().tolist():
+                        scenario.env_reset_world_at(index)
+                self._step_count.masked_fill_(mask, 0)
+        out = TensorDict({}, batch_size=self.batch_size, device=self.device)
+        for name, obs in self._observations().items():
+            out.set((name, "observation"), obs)
+        false = torch.zeros((self.num_envs, 1), dtype=torch.bool, device=self.device)
+        out.set("done", false)
+        out.set("terminated", false.clone())
+        out.set("truncated", false.clone())
+        return out
+
+    # ------------------------------------------------------------------- step
+    def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        actions = []
+        for name in self.agent_names:
+            action = tensordict.get((name, "action"))
+            actions.append(action.unsqueeze(-1) if action.dim() == 1 else action)
+        obs, rewards, terminated, _ = self._env.step(actions)
+        self._step_count += 1
+        out = TensorDict({}, batch_size=self.batch_size, device=self.device)
+        for name, agent_obs, reward in zip(self.agent_names, obs, rewards, strict=True):
+            out.set((name, "observation"), agent_obs)
+            out.set((name, "reward"), reward.unsqueeze(-1))
+        stacked = torch.stack(rewards, dim=-1)
+        team = stacked.mean(-1) if self.team_reward == "mean" else stacked.sum(-1)
+        out.set("reward", team.unsqueeze(-1))
+        terminated = terminated.reshape(self.num_envs, 1)
+        if self.max_steps is None:
+            truncated = torch.zeros_like(terminated)
+        else:
+            truncated = (self._step_count >= self.max_steps).reshape(self.num_envs, 1)
+        out.set("terminated", terminated)
+        out.set("truncated", truncated)
+        out.set("done", terminated | truncated)
+        return out
+
+    def _set_seed(self, seed: int | None) -> None:
+        self._env.seed(seed)
+
+    def close(self, *, raise_if_closed: bool = True) -> None:
+        viewer = getattr(self._env, "viewer", None)
+        if viewer is not None:
+            viewer.close()
+        super().close(raise_if_closed=raise_if_closed)
+
+
+def make_vmas_env(
+    scenario: Any,
+    *,
+    num_envs: int = 32,
+    device: str | torch.device = "cpu",
+    max_steps: int | None = 100,
+    continuous_actions: bool = True,
+    team_reward: TeamReward = "mean",
+    reset_mode: ResetMode = "auto",
+    seed: int | None = None,
+    **scenario_kwargs: Any,
+) -> TransformedEnv:
+    """Builds a :class:`VmasTeamEnv` that also tracks each episode's team return.
+
+    The returned env writes ``("next", "episode_reward")``: the running sum of the
+    team reward since the last reset, so that the value at a ``done`` step is the
+    episode's return.
+
+    Args:
+        scenario: VMAS scenario name or instance.
+        num_envs: number of vectorised sub-environments.
+        device: ``"cpu"`` (default), ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        max_steps: time limit, reported as ``truncated``.
+        continuous_actions: continuous (default) or discrete actions.
+        team_reward: ``"mean"`` or ``"sum"`` of the agents' rewards.
+        reset_mode: see :class:`VmasTeamEnv`.
+        seed: seed of VMAS's random stream.
+        **scenario_kwargs: scenario arguments, e.g. ``n_agents=4``.
+
+    Example:
+        >>> env = make_vmas_env("balance", num_envs=4, max_steps=50, n_agents=2)
+        >>> env.rollout(3)["next", "episode_reward"].shape
+        torch.Size([4, 3, 1])
+    """
+    env = VmasTeamEnv(
+        scenario,
+        num_envs=num_envs,
+        device=device,
+        max_steps=max_steps,
+        continuous_actions=continuous_actions,
+        team_reward=team_reward,
+        reset_mode=reset_mode,
+        seed=seed,
+        **scenario_kwargs,
+    )
+    return TransformedEnv(env, RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))

@@ -1,0 +1,26 @@
+"""Per-agent actors, the centralised critic and their building blocks."""
+
+from harl_torchrl.modules.actors import GaussianHead, joint_policy, make_actors, make_agent_actor
+from harl_torchrl.modules.critics import (
+    CentralValueNet,
+    Denormalize,
+    make_central_critic,
+    observation_critic_inputs,
+)
+from harl_torchrl.modules.distributions import MaskedCategorical
+from harl_torchrl.modules.mlp import MLPTrunk
+from harl_torchrl.modules.value_norm import ValueNorm
+
+__all__ = [
+    "CentralValueNet",
+    "Denormalize",
+    "GaussianHead",
+    "MLPTrunk",
+    "MaskedCategorical",
+    "ValueNorm",
+    "joint_policy",
+    "make_actors",
+    "make_agent_actor",
+    "make_central_critic",
+    "observation_critic_inputs",
+]

@@ -1,0 +1,170 @@
+"""Per-agent stochastic actors: Gaussian for continuous actions, categorical for discrete.
+
+Each agent owns its parameters (no stacked weights shared by one optimiser), so the
+sequential scheme can move one agent while the others stay bit-identical.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from torch import nn
+from torchrl.data import Bounded, Categorical, TensorSpec, Unbounded
+from torchrl.modules import IndependentNormal, ProbabilisticActor
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.distributions import MaskedCategorical
+from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
+
+
+class GaussianHead(nn.Module):
+    r"""Mean from the trunk's features, state-independent standard deviation.
+
+    Following the reference implementation,
+    :math:`\sigma = c_y \cdot \mathrm{sigmoid}(w / c_x)` with a learned vector
+    :math:`w` initialised to :math:`c_x`, which keeps :math:`\sigma` in
+    :math:`(0, c_y)` (:math:`c_x = 1, c_y = 0.5` give an initial
+    :math:`\sigma \approx 0.37`).
+
+    Args:
+        in_features: trunk width.
+        action_dim: number of action dimensions.
+        gain: orthogonal gain of the mean layer (0.01: near-zero initial means).
+        std_x_coef: :math:`c_x`.
+        std_y_coef: :math:`c_y`.
+    """
+
+    def __init__(
+        self, in_features: int, action_dim: int, gain: float = 0.01, std_x_coef: float = 1.0, std_y_coef: float = 0.5
+    ) -> None:
+        super().__init__()
+        self.mean = orthogonal_(nn.Linear(in_features, action_dim), gain)
+        self.std_x_coef = std_x_coef
+        self.std_y_coef = std_y_coef
+        self.log_std = nn.Parameter(torch.full((action_dim,), float(std_x_coef)))
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        loc = self.mean(features)
+        scale = torch.sigmoid(self.log_std / self.std_x_coef) * self.std_y_coef
+        return loc, scale.expand_as(loc)
+
+
+class ActorNet(nn.Module):
+    """Trunk plus head: ``observation -> (loc, scale)`` or ``observation -> logits``."""
+
+    def __init__(self, trunk: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.trunk = trunk
+        self.head = head
+
+    def forward(self, observation: torch.Tensor):
+        return self.head(self.trunk(observation))
+
+
+def make_agent_actor(
+    agent: str,
+    observation_dim: int,
+    action_spec: TensorSpec,
+    *,
+    hidden_sizes: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    feature_norm: bool = True,
+    output_gain: float = 0.01,
+    std_x_coef: float = 1.0,
+    std_y_coef: float = 0.5,
+    observation_key: str = "observation",
+) -> ProbabilisticActor:
+    """Builds one agent's stochastic actor.
+
+    Reads ``(agent, observation_key)``; writes ``(agent, "action")`` and
+    ``(agent, "action_log_prob")`` (the joint log-probability over action
+    dimensions), plus ``(agent, "loc")``/``(agent, "scale")`` for continuous actions
+    or ``(agent, "logits")`` for discrete ones, which the trust-region losses use as
+    the old policy's parameters.
+
+    Args:
+        agent: the agent's group name.
+        observation_dim: size of its observation.
+        action_spec: its unbatched or batched action spec: ``Bounded``/``Unbounded``
+            (Gaussian) or ``Categorical`` (categorical).
+        hidden_sizes: trunk widths.
+        activation: trunk activation.
+        feature_norm: LayerNorm the observation first.
+        output_gain: orthogonal gain of the output layer.
+        std_x_coef: Gaussian std parameterisation (see :class:`GaussianHead`).
+        std_y_coef: Gaussian std parameterisation.
+        observation_key: name of the observation entry inside the agent's group.
+
+    Returns:
+        A :class:`~torchrl.modules.ProbabilisticActor` with ``return_log_prob=True``.
+
+    Raises:
+        ConfigError: for an action spec this actor does not support.
+
+    Example:
+        >>> from torchrl.data import Bounded
+        >>> from tensordict import TensorDict
+        >>> actor = make_agent_actor("agent_0", 8, Bounded(-1.0, 1.0, shape=(2,)))
+        >>> td = actor(TensorDict({("agent_0", "observation"): torch.randn(4, 8)}, [4]))
+        >>> td["agent_0", "action"].shape, td["agent_0", "action_log_prob"].shape
+        (torch.Size([4, 2]), torch.Size([4]))
+    """
+    trunk = MLPTrunk(observation_dim, hidden_sizes, activation, feature_norm)
+    in_key = (agent, observation_key)
+    if isinstance(action_spec, (Bounded, Unbounded)):
+        head = GaussianHead(trunk.out_features, action_spec.shape[-1], output_gain, std_x_coef, std_y_coef)
+        module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "loc"), (agent, "scale")])
+        return ProbabilisticActor(
+            module,
+            in_keys={"loc": (agent, "loc"), "scale": (agent, "scale")},
+            out_keys=[(agent, "action")],
+            distribution_class=IndependentNormal,
+            return_log_prob=True,
+        )
+    if isinstance(action_spec, Categorical):
+        head = orthogonal_(nn.Linear(trunk.out_features, action_spec.space.n), output_gain)
+        module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "logits")])
+        return ProbabilisticActor(
+            module,
+            in_keys={"logits": (agent, "logits")},
+            out_keys=[(agent, "action")],
+            distribution_class=MaskedCategorical,
+            return_log_prob=True,
+        )
+    raise ConfigError(
+        f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
+        "support yet; supported: Bounded/Unbounded (continuous) and Categorical (discrete)"
+    )
+
+
+def make_actors(env, **actor_kwargs) -> dict[str, ProbabilisticActor]:
+    """One actor per agent group of a multi-agent env (see :func:`make_agent_actor`).
+
+    Args:
+        env: a TorchRL env whose groups each hold one agent (``env.group_map``).
+        **actor_kwargs: forwarded to :func:`make_agent_actor`.
+
+    Returns:
+        ``{agent_name: actor}`` in the env's agent order.
+    """
+    actors = {}
+    for agent in env.group_map:
+        obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
+        action_spec = env.full_action_spec_unbatched[agent, "action"]
+        actors[agent] = make_agent_actor(agent, obs_spec.shape[-1], action_spec, **actor_kwargs)
+    return actors
+
+
+def joint_policy(actors: Mapping[str, ProbabilisticActor]) -> TensorDictSequential:
+    """Runs every agent's actor in turn: the policy a collector steps the env with.
+
+    Example:
+        >>> from torchrl.data import Bounded
+        >>> actors = {a: make_agent_actor(a, 4, Bounded(-1.0, 1.0, shape=(2,))) for a in ("a", "b")}
+        >>> policy = joint_policy(actors)
+        >>> sorted(k[0] for k in policy.out_keys if k[-1] == "action")
+        ['a', 'b']
+    """
+    return TensorDictSequential(*actors.values())

@@ -1,0 +1,102 @@
+"""Centralised state-value critic V(s) over every agent's observation (or a global state)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.utils import NestedKey
+from torch import nn
+
+from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
+from harl_torchrl.modules.value_norm import ValueNorm
+
+
+class CentralValueNet(nn.Module):
+    """``V(s)`` from the concatenation of its inputs: ``cat(x_1..x_k) -> trunk -> Linear(1)``.
+
+    Args:
+        in_features: total size of the concatenated inputs.
+        hidden_sizes: trunk widths.
+        activation: trunk activation.
+        feature_norm: LayerNorm the input first.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        hidden_sizes: Sequence[int] = (128, 128),
+        activation: str = "relu",
+        feature_norm: bool = True,
+    ) -> None:
+        super().__init__()
+        self.trunk = MLPTrunk(in_features, hidden_sizes, activation, feature_norm)
+        self.out = orthogonal_(nn.Linear(self.trunk.out_features, 1), 1.0)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.out(self.trunk(torch.cat(inputs, dim=-1)))
+
+
+class Denormalize(nn.Module):
+    """Maps normalised values back to return units with a :class:`ValueNorm` (identity if none)."""
+
+    def __init__(self, value_norm: ValueNorm | None) -> None:
+        super().__init__()
+        self.value_norm = value_norm
+
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return value if self.value_norm is None else self.value_norm.denormalize(value)
+
+
+def make_central_critic(
+    in_keys: Sequence[NestedKey],
+    in_features: int,
+    *,
+    value_norm: ValueNorm | None = None,
+    hidden_sizes: Sequence[int] = (128, 128),
+    activation: str = "relu",
+    feature_norm: bool = True,
+) -> TensorDictSequential:
+    """Builds the centralised critic as a two-step TensorDict module.
+
+    Reads ``in_keys`` (e.g. every ``(agent, "observation")``, or ``"state"``); writes
+    ``"state_value_normalized"``, the network's output (in normalised units when a
+    ``value_norm`` is given), and ``"state_value"``, the same value in return units,
+    which TorchRL's :class:`~torchrl.objectives.value.GAE` reads by default.
+
+    Args:
+        in_keys: the entries concatenated into the critic's input.
+        in_features: their total size.
+        value_norm: the running normaliser shared with the value loss, or ``None``.
+        hidden_sizes: trunk widths.
+        activation: trunk activation.
+        feature_norm: LayerNorm the input first.
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> critic = make_central_critic([("a", "observation"), ("b", "observation")], 7)
+        >>> td = TensorDict({("a", "observation"): torch.randn(5, 3), ("b", "observation"): torch.randn(5, 4)}, [5])
+        >>> critic(td)["state_value"].shape
+        torch.Size([5, 1])
+    """
+    net = TensorDictModule(
+        CentralValueNet(in_features, hidden_sizes, activation, feature_norm),
+        in_keys=list(in_keys),
+        out_keys=["state_value_normalized"],
+    )
+    denorm = TensorDictModule(Denormalize(value_norm), in_keys=["state_value_normalized"], out_keys=["state_value"])
+    return TensorDictSequential(net, denorm)
+
+
+def observation_critic_inputs(env) -> tuple[list[NestedKey], int]:
+    """The critic inputs for an env: its global ``"state"`` if it has one, else every agent's observation.
+
+    Returns:
+        ``(in_keys, in_features)``.
+    """
+    spec = env.full_observation_spec_unbatched
+    if "state" in spec.keys():
+        return ["state"], spec["state"].shape[-1]
+    keys = [(agent, "observation") for agent in env.group_map]
+    return keys, sum(spec[key].shape[-1] for key in keys)

@@ -1,0 +1,161 @@
+"""What every heterogeneous-agent policy loss shares: keys, ratios, the factor, diagnostics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import ProbabilisticTensorDictSequential
+from tensordict.utils import NestedKey
+from torch import distributions as D
+from torchrl.objectives import LossModule
+
+from harl_torchrl.errors import ConfigError
+
+
+class HAPolicyLoss(LossModule):
+    r"""Base class of the per-agent policy losses of the sequential scheme.
+
+    For agent :math:`i_m` (the :math:`m`-th in this iteration's order) it provides
+    the ratio :math:`r = \pi^{i_m}_\theta(a^{i_m}|o) / \pi^{i_m}_{old}(a^{i_m}|o)`
+    (for multi-dimensional actions the *joint* ratio, the product over dimensions),
+    the joint advantage :math:`A` and the factor
+
+    .. math:: M^{i_{1:m}} = \prod_{j<m} \frac{\pi^{i_j}_{new}(a^{i_j}|o)}{\pi^{i_j}_{old}(a^{i_j}|o)},
+
+    read from the batch and detached. Subclasses combine them into a surrogate.
+
+    Keys (``set_keys`` remaps them):
+        * ``advantage`` (``"advantage"``): joint advantage ``[*B, 1]``, already
+          normalised by the caller (never re-normalised here: that would undo ``M``).
+        * ``factor`` (``"factor"``): ``M``, same shape as the advantage.
+        * ``action`` and ``sample_log_prob``: the agent's stored action and its
+          log-probability under the behaviour policy; taken from the actor
+          (``(agent, "action")``, ``(agent, "action_log_prob")``) by default.
+
+    Args:
+        actor_network: the agent's probabilistic actor.
+        entropy_coeff: weight of the entropy bonus (0 disables it).
+        reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        normalize_advantage: must stay ``False``; present only to refuse it loudly.
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Configurable input keys (see the class docstring)."""
+
+        advantage: NestedKey = "advantage"
+        factor: NestedKey = "factor"
+        action: NestedKey = "action"
+        sample_log_prob: NestedKey = "action_log_prob"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+
+    def __init__(
+        self,
+        actor_network: ProbabilisticTensorDictSequential,
+        *,
+        entropy_coeff: float = 0.01,
+        reduction: str = "mean",
+        normalize_advantage: bool = False,
+    ) -> None:
+        if normalize_advantage:
+            raise ConfigError(
+                f"{type(self).__name__} does not normalise the advantage: doing it per agent would rescale the "
+                "factor-weighted advantage M*A and undo the sequential correction. Normalise once before the agent "
+                "loop (SequentialUpdater(normalize_advantage=True) does) and pass normalize_advantage=False."
+            )
+        if reduction not in ("mean", "sum", "none"):
+            raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        if entropy_coeff < 0:
+            raise ConfigError(f"entropy_coeff must be >= 0, got {entropy_coeff}")
+        super().__init__()
+        self.actor_network = actor_network
+        self.reduction = reduction
+        self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        log_prob_keys = getattr(actor_network, "log_prob_keys", None)
+        sample_keys = getattr(actor_network, "dist_sample_keys", None)
+        if log_prob_keys and sample_keys:
+            self.set_keys(action=sample_keys[0], sample_log_prob=log_prob_keys[0])
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        """No value estimator: the critic is trained by its own loss."""
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        """Entries read by :meth:`forward`."""
+        keys = [self.tensor_keys.advantage, self.tensor_keys.factor, self.tensor_keys.action]
+        keys.append(self.tensor_keys.sample_log_prob)
+        return keys + [k for k in self.actor_network.in_keys if k not in keys]
+
+    # ------------------------------------------------------------------ pieces
+    def distribution(self, tensordict: TensorDictBase) -> D.Distribution:
+        """The agent's current action distribution on ``tensordict`` (not modified)."""
+        return self.actor_network.get_dist(tensordict.copy())
+
+    def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """Joint log-probability ``[*B]`` of the stored actions under the current policy."""
+        action = tensordict.get(self.tensor_keys.action)
+        return self.distribution(tensordict).log_prob(action)
+
+    def _inputs(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advantage, detached factor and behaviour log-probability, shape-checked."""
+        advantage = tensordict.get(self.tensor_keys.advantage, None)
+        if advantage is None:
+            raise KeyError(
+                f"{type(self).__name__} needs the advantage at {self.tensor_keys.advantage!r}; compute it first "
+                "(e.g. with CentralValueLoss.value_estimator) or remap it with set_keys(advantage=...)"
+            )
+        factor = tensordict.get(self.tensor_keys.factor, None)
+        if factor is None:
+            raise KeyError(
+                f"{type(self).__name__} needs the sequential factor M at {self.tensor_keys.factor!r}. "
+                "SequentialUpdater writes it; for the first agent (or a single agent) it is all ones: "
+                "td.set('factor', torch.ones_like(td['advantage']))"
+            )
+        if factor.shape != advantage.shape:
+            raise ValueError(
+                f"the factor has shape {tuple(factor.shape)} but the advantage has shape {tuple(advantage.shape)}; "
+                "they must match exactly (a broadcast would silently mix samples)"
+            )
+        prev_log_prob = tensordict.get(self.tensor_keys.sample_log_prob)
+        if prev_log_prob.requires_grad:
+            raise RuntimeError(f"the stored log-probability {self.tensor_keys.sample_log_prob!r} requires grad")
+        if advantage.shape != (*prev_log_prob.shape, 1):
+            raise ValueError(
+                f"the advantage must have shape [*B, 1] matching the log-probability [*B] = "
+                f"{tuple(prev_log_prob.shape)}, got {tuple(advantage.shape)}"
+            )
+        return advantage.detach(), factor.detach(), prev_log_prob
+
+    def _log_ratio(
+        self, tensordict: TensorDictBase, prev_log_prob: torch.Tensor
+    ) -> tuple[torch.Tensor, D.Distribution]:
+        """``log r`` with shape ``[*B, 1]`` and the current distribution."""
+        dist = self.distribution(tensordict)
+        action = tensordict.get(self.tensor_keys.action)
+        if action.requires_grad:
+            raise RuntimeError(f"the stored action {self.tensor_keys.action!r} requires grad")
+        return (dist.log_prob(action) - prev_log_prob).unsqueeze(-1), dist
+
+    def _entropy_terms(self, dist: D.Distribution, td_out: TensorDict, tensordict: TensorDictBase) -> None:
+        entropy = dist.entropy().unsqueeze(-1)
+        td_out.set("entropy", entropy.detach().mean())
+        if float(self.entropy_coeff) != 0.0:
+            td_out.set("loss_entropy", self._reduce_loss(-self.entropy_coeff * entropy, tensordict))
+
+    @staticmethod
+    def _ratio_diagnostics(log_ratio: torch.Tensor, factor: torch.Tensor, td_out: TensorDict) -> None:
+        with torch.no_grad():
+            ratio = log_ratio.exp()
+            # k3 estimator of KL(pi_old || pi_new): unbiased and non-negative
+            td_out.set("kl_approx", ((ratio - 1) - log_ratio).mean())
+            weights = (ratio * factor).flatten()
+            td_out.set("ESS", weights.sum() ** 2 / (weights.numel() * (weights**2).sum()).clamp_min(1e-12))
+            td_out.set("ratio_mean", ratio.mean())
+            td_out.set("ratio_max", ratio.max())
+            td_out.set("factor_mean", factor.mean())
+            td_out.set("factor_min", factor.min())
+            td_out.set("factor_max", factor.max())

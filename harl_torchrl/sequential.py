@@ -1,0 +1,322 @@
+r"""The sequential update scheme: the one place where heterogeneous agents take turns.
+
+Each iteration draws an order :math:`i_1, \dots, i_n` of the agents (a fresh random
+permutation by default). Agent :math:`i_m` is trained on the batch with the factor
+
+.. math::
+
+    M^{i_{1:m}} = \prod_{j<m} \frac{\pi^{i_j}_{new}(a^{i_j} | o)}{\pi^{i_j}_{old}(a^{i_j} | o)},
+
+which starts at 1 and is multiplied, after each agent's update and without
+gradient, by that agent's new-over-old joint probability ratio on the whole batch.
+The centralised critic is trained last, on the targets computed before the update.
+(Zhong, Kuba et al., "Heterogeneous-Agent Reinforcement Learning", JMLR 2024,
+Sec. 3.2; the factor is the estimator of their Proposition 11.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase
+from tensordict.utils import NestedKey
+from torch import nn
+
+from harl_torchrl.errors import ConfigError, require_positive
+
+Order = Literal["random", "fixed"]
+
+
+class AgentTrainer(Protocol):
+    """What the updater needs from one agent's trainer."""
+
+    loss: TensorDictModuleBase
+
+    def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
+        """Updates the agent's policy on ``batch``; returns detached diagnostics."""
+        ...
+
+
+def minibatch_epochs(
+    loss_module: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: TensorDictBase,
+    *,
+    epochs: int,
+    num_minibatches: int,
+    max_grad_norm: float | None,
+    generator: torch.Generator,
+) -> TensorDict:
+    """Runs ``epochs`` passes of shuffled minibatch gradient steps on a flat batch.
+
+    Each step back-propagates the sum of the ``loss_*`` entries of
+    ``loss_module(minibatch)``, clips the gradient norm of the optimiser's
+    parameters to ``max_grad_norm`` (if not ``None``) and steps.
+
+    Args:
+        loss_module: returns a TensorDict with scalar ``loss_*`` entries.
+        optimizer: holds exactly the parameters that may move.
+        batch: samples along its single batch dimension.
+        epochs: passes over the batch.
+        num_minibatches: minibatches per pass.
+        max_grad_norm: gradient-norm clip, or ``None``.
+        generator: source of the shuffling permutations.
+
+    Returns:
+        The mean of every scalar the loss reported over all steps, plus
+        ``"grad_norm"`` (before clipping).
+    """
+    n = batch.shape[0]
+    if num_minibatches > n:
+        raise ConfigError(f"num_minibatches={num_minibatches} exceeds the batch size {n}")
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    totals: dict[str, torch.Tensor] = {}
+    steps = 0
+    for _ in range(epochs):
+        permutation = torch.randperm(n, generator=generator).to(batch.device)
+        for indices in permutation.chunk(num_minibatches):
+            out = loss_module(batch[indices])
+            loss = sum(value for key, value in out.items() if key.startswith("loss_"))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if max_grad_norm is not None:
+                grad_norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
+            else:
+                grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
+            optimizer.step()
+            out.set("grad_norm", grad_norm)
+            for key, value in out.items():
+                totals[key] = totals.get(key, 0.0) + value.detach()
+            steps += 1
+    return TensorDict({key: value / steps for key, value in totals.items()})
+
+
+class PolicyTrainer:
+    """Trains one agent's policy loss with its own optimiser (HAPPO, HAA2C, MAPPO).
+
+    Args:
+        loss: the agent's :class:`~harl_torchrl.objectives.HAPolicyLoss`.
+        optimizer: an optimiser over this agent's parameters only.
+        epochs: passes over the batch per iteration (reference HAPPO: 5).
+        num_minibatches: minibatches per pass (reference: 1).
+        max_grad_norm: gradient-norm clip (reference: 10), or ``None``.
+    """
+
+    def __init__(
+        self,
+        loss: TensorDictModuleBase,
+        optimizer: torch.optim.Optimizer,
+        *,
+        epochs: int = 5,
+        num_minibatches: int = 1,
+        max_grad_norm: float | None = 10.0,
+    ) -> None:
+        require_positive("epochs", epochs)
+        require_positive("num_minibatches", num_minibatches)
+        if max_grad_norm is not None:
+            require_positive("max_grad_norm", max_grad_norm)
+        self.loss = loss
+        self.optimizer = optimizer
+        self.epochs = epochs
+        self.num_minibatches = num_minibatches
+        self.max_grad_norm = max_grad_norm
+
+    def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
+        """Minibatch epochs on ``batch`` flattened to one dimension."""
+        return minibatch_epochs(
+            self.loss,
+            self.optimizer,
+            batch.reshape(-1),
+            epochs=self.epochs,
+            num_minibatches=self.num_minibatches,
+            max_grad_norm=self.max_grad_norm,
+            generator=generator,
+        )
+
+
+class CriticTrainer(PolicyTrainer):
+    """Trains the centralised value loss; first moves the value normaliser to the new targets.
+
+    Same arguments as :class:`PolicyTrainer`, with a
+    :class:`~harl_torchrl.objectives.CentralValueLoss` as ``loss``.
+    """
+
+    def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
+        """Updates the value normaliser once, then runs the minibatch epochs."""
+        self.loss.update_value_norm(batch)
+        return super().train(batch, generator)
+
+
+def normalize_advantage(advantage: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``(A - mean(A)) / (std(A) + eps)`` over the whole batch (the reference's normalisation)."""
+    return (advantage - advantage.mean()) / (advantage.std() + eps)
+
+
+class SequentialUpdater:
+    """Updates heterogeneous agents one after another, then the centralised critic.
+
+    One call of :meth:`update` is one iteration of the scheme described in
+    :mod:`harl_torchrl.sequential`:
+
+    1. normalise the advantage once over the batch (never per agent, which would
+       undo the factor);
+    2. draw the order (``"random"``: a fresh permutation per call from the
+       updater's own seeded generator; ``"fixed"``: the order of ``agents``);
+    3. for each agent in turn: write the current factor ``M`` to ``factor_key``,
+       run its trainer, then multiply ``M`` by ``exp(logp_new - logp_old)`` of its
+       stored actions, without gradient;
+    4. train the critic (if given) on the same batch.
+
+    The batch passed in is not modified (a shallow copy carries the normalised
+    advantage and the factor).
+
+    Args:
+        agents: ``{agent_name: trainer}``; each trainer has a ``loss`` with
+            ``log_prob(td)`` and ``tensor_keys.sample_log_prob`` (any
+            :class:`~harl_torchrl.objectives.HAPolicyLoss`) and a
+            ``train(batch, generator)`` method (:class:`PolicyTrainer`).
+        critic: the critic's trainer (:class:`CriticTrainer`), or ``None`` when the
+            caller trains it.
+        order: ``"random"`` (default, the paper's scheme) or ``"fixed"``.
+        seed: seed of the updater's generator (order and minibatch shuffles);
+            ``None`` draws one from torch's global generator.
+        use_factor: ``False`` keeps ``M = 1`` for every agent (simultaneous-update
+            baselines such as MAPPO/IPPO run through the same loop).
+        normalize_advantage: normalise the advantage once per iteration.
+        advantage_key: where the advantage is read.
+        factor_key: where the factor is written.
+
+    Example:
+        >>> import torch
+        >>> from torchrl.data import Bounded
+        >>> from tensordict import TensorDict
+        >>> from harl_torchrl.modules import make_agent_actor
+        >>> from harl_torchrl.objectives import HAPPOLoss
+        >>> actors = {a: make_agent_actor(a, 3, Bounded(-1.0, 1.0, shape=(1,))) for a in ("a", "b")}
+        >>> trainers = {
+        ...     a: PolicyTrainer(HAPPOLoss(actor), torch.optim.Adam(actor.parameters(), lr=5e-4))
+        ...     for a, actor in actors.items()
+        ... }
+        >>> updater = SequentialUpdater(trainers, critic=None, seed=0)
+        >>> batch = TensorDict({(a, "observation"): torch.randn(16, 3) for a in actors}, [16])
+        >>> for actor in actors.values():
+        ...     batch = actor(batch)
+        >>> batch["advantage"] = torch.randn(16, 1)
+        >>> diagnostics = updater.update(batch)
+        >>> sorted(updater.last_order)
+        ['a', 'b']
+    """
+
+    def __init__(
+        self,
+        agents: Mapping[str, AgentTrainer],
+        critic: AgentTrainer | None,
+        *,
+        order: Order = "random",
+        seed: int | None = None,
+        use_factor: bool = True,
+        normalize_advantage: bool = True,
+        advantage_key: NestedKey = "advantage",
+        factor_key: NestedKey = "factor",
+    ) -> None:
+        if not agents:
+            raise ConfigError("SequentialUpdater needs at least one agent")
+        if order not in ("random", "fixed"):
+            raise ConfigError(f"order must be 'random' or 'fixed', got {order!r}")
+        reserved = {"critic", "order"} & set(agents)
+        if reserved:
+            raise ConfigError(f"agent names {sorted(reserved)} are reserved for diagnostics; rename the groups")
+        self.agents = dict(agents)
+        self.agent_names: list[str] = list(agents)
+        self.critic = critic
+        self.order = order
+        self.use_factor = use_factor
+        self.normalize_advantage = normalize_advantage
+        self.advantage_key = advantage_key
+        self.factor_key = factor_key
+        if seed is None:
+            seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
+        self.generator = torch.Generator().manual_seed(seed)
+        self.last_order: list[str] = []
+
+    def draw_order(self) -> list[str]:
+        """This iteration's agent order (consumes the generator when random)."""
+        if self.order == "fixed":
+            return list(self.agent_names)
+        permutation = torch.randperm(len(self.agent_names), generator=self.generator)
+        return [self.agent_names[i] for i in permutation.tolist()]
+
+    def update(self, batch: TensorDictBase) -> TensorDict:
+        """Runs one iteration of the scheme on ``batch``.
+
+        Args:
+            batch: on-policy data with the advantage, the agents' stored actions and
+                log-probabilities, and whatever the losses read.
+
+        Returns:
+            Diagnostics: one sub-TensorDict per agent (its loss outputs, averaged,
+            plus ``"factor_after"``, the mean factor once it has been updated) and
+            ``"critic"``, and ``"order"``: the agents' indices in ``agents`` in the
+            order they were updated (also in :attr:`last_order` by name).
+        """
+        batch = batch.copy()
+        advantage = batch.get(self.advantage_key)
+        if self.normalize_advantage:
+            advantage = normalize_advantage(advantage)
+            batch.set(self.advantage_key, advantage)
+        factor = torch.ones_like(advantage)
+        order = self.draw_order()
+        diagnostics = TensorDict({})
+        for name in order:
+            trainer = self.agents[name]
+            batch.set(self.factor_key, factor)
+            agent_diagnostics = trainer.train(batch, self.generator)
+            if self.use_factor:
+                factor = self._next_factor(trainer, batch, factor)
+            agent_diagnostics.set("factor_after", factor.mean())
+            diagnostics.set(name, agent_diagnostics)
+        if self.critic is not None:
+            diagnostics.set("critic", self.critic.train(batch, self.generator))
+        diagnostics.set("order", torch.tensor([self.agent_names.index(n) for n in order]))
+        self.last_order = order
+        return diagnostics
+
+    @staticmethod
+    @torch.no_grad()
+    def _next_factor(trainer: AgentTrainer, batch: TensorDictBase, factor: torch.Tensor) -> torch.Tensor:
+        loss = trainer.loss
+        new_log_prob = loss.log_prob(batch)
+        old_log_prob = batch.get(loss.tensor_keys.sample_log_prob)
+        return factor * (new_log_prob - old_log_prob).exp().reshape(factor.shape)
+
+    def state_dict(self) -> dict:
+        """The generator's state, so that a resumed run draws the same orders."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restores :meth:`state_dict`."""
+        self.generator.set_state(state["generator"])
+
+
+def agent_parameters_by_name(modules: Mapping[str, nn.Module]) -> dict[str, Sequence[nn.Parameter]]:
+    """``{agent: list(parameters)}``; raises if two agents share a parameter tensor.
+
+    The sequential scheme needs each agent to own its parameters (a shared tensor
+    would move agents that are not being updated).
+    """
+    seen: dict[int, str] = {}
+    result = {}
+    for name, module in modules.items():
+        params = list(module.parameters())
+        for p in params:
+            if id(p) in seen and seen[id(p)] != name:
+                raise ConfigError(
+                    f"agents {seen[id(p)]!r} and {name!r} share a parameter; the sequential scheme needs separate "
+                    "per-agent parameters (use share_params only with a simultaneous-update baseline)"
+                )
+            seen[id(p)] = name
+        result[name] = params
+    return result

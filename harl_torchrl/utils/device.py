@@ -1,0 +1,49 @@
+"""Device selection with an error that says what to do when CUDA is missing."""
+
+from __future__ import annotations
+
+import torch
+
+from harl_torchrl.errors import ConfigError
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """Turns a user's device setting into a :class:`torch.device`.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"auto"`` (CUDA when available,
+            else CPU) or ``None`` (same as ``"cpu"``).
+
+    Returns:
+        The device to use.
+
+    Raises:
+        ConfigError: CUDA was asked for and is not available, or the name is not a
+            device.
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cpu")
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ConfigError(f"{device!r} is not a device; use 'cpu', 'cuda', 'cuda:N' or 'auto'") from err
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device={device!r} was requested but CUDA is not available on this machine "
+                "(torch.cuda.is_available() is False). Use device=cpu, or device=auto to pick "
+                "CUDA only when present."
+            )
+        if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+            raise ConfigError(
+                f"device={device!r} was requested but only {torch.cuda.device_count()} CUDA device(s) exist"
+            )
+    elif resolved.type != "cpu":
+        raise ConfigError(f"device type {resolved.type!r} is not supported; use 'cpu' or 'cuda'")
+    return resolved
