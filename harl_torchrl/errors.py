@@ -29,11 +29,11 @@ def unknown_choice(kind: str, value: object, valid: Iterable[str]) -> ConfigErro
         A :class:`ConfigError` listing the valid names and the closest matches.
 
     Example:
-        >>> str(unknown_choice("algorithm", "hapo", ["happo", "mappo"]))
-        "unknown algorithm 'hapo'. Did you mean 'happo'? Valid choices: happo, mappo"
+        >>> str(unknown_choice("algorithm", "hapo", ["happo", "hatrpo"]))
+        "unknown algorithm 'hapo'. Did you mean 'happo'? Valid choices: happo, hatrpo"
     """
     valid = sorted(valid)
-    close = difflib.get_close_matches(str(value), valid, n=3)
+    close = difflib.get_close_matches(str(value), valid, n=1)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ConfigError(f"unknown {kind} {value!r}.{hint} Valid choices: {', '.join(valid)}")
 

@@ -202,8 +202,9 @@ class SequentialUpdater:
         ... }
         >>> updater = SequentialUpdater(trainers, critic=None, seed=0)
         >>> batch = TensorDict({(a, "observation"): torch.randn(16, 3) for a in actors}, [16])
-        >>> for actor in actors.values():
-        ...     batch = actor(batch)
+        >>> with torch.no_grad():
+        ...     for actor in actors.values():
+        ...         batch = actor(batch)
         >>> batch["advantage"] = torch.randn(16, 1)
         >>> diagnostics = updater.update(batch)
         >>> sorted(updater.last_order)

@@ -6,7 +6,9 @@ and finished sub-environments reset in one batched call.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
@@ -100,7 +102,7 @@ class VmasTeamEnv(EnvBase):
         seed: int | None = None,
         **scenario_kwargs: Any,
     ) -> None:
-        vmas, _, self._local_seed = _import_vmas()
+        vmas, environment_cls, self._local_seed = _import_vmas()
         if isinstance(scenario, str) and scenario not in vmas_scenario_names():
             raise unknown_choice("VMAS scenario", scenario, vmas_scenario_names())
         if team_reward not in ("mean", "sum"):
@@ -116,19 +118,31 @@ class VmasTeamEnv(EnvBase):
         device = resolve_device(device)
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         try:
-            self._env = vmas.make_env(
-                scenario,
-                num_envs=num_envs,
-                device=device,
-                continuous_actions=continuous_actions,
-                multidiscrete_actions=multidiscrete_actions,
-                max_steps=None,
-                clamp_actions=True,
-                seed=seed,
-                **scenario_kwargs,
-            )
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                self._env = vmas.make_env(
+                    scenario,
+                    num_envs=num_envs,
+                    device=device,
+                    continuous_actions=continuous_actions,
+                    multidiscrete_actions=multidiscrete_actions,
+                    max_steps=None,
+                    clamp_actions=True,
+                    seed=seed,
+                    **scenario_kwargs,
+                )
         except (TypeError, AssertionError, ValueError) as err:
             raise ConfigError(f"VMAS could not build scenario {scenario!r} with {scenario_kwargs}: {err}") from err
+        for warning in caught:
+            if "passed but not used by the scenario" in str(warning.message):
+                # VMAS only warns; a misspelt argument would silently train the wrong task
+                raise ConfigError(f"VMAS scenario {scenario!r}: {warning.message}")
+            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        # VMAS keeps one random stream for every Environment in the process; each of
+        # our envs swaps its own stream in, so that e.g. evaluation rollouts do not
+        # change the training env's randomness.
+        self._shared_rng = environment_cls.vmas_random_state
+        self._rng = list(self._shared_rng)
         self.scenario_name = scenario if isinstance(scenario, str) else type(scenario).__name__
         self.num_envs = num_envs
         self.max_steps = max_steps
@@ -138,8 +152,19 @@ class VmasTeamEnv(EnvBase):
         self.agent_names = [agent.name for agent in self._env.agents]
         self.group_map = {name: [name] for name in self.agent_names}
         self._step_count = torch.zeros(num_envs, dtype=torch.long, device=device)
-        self._make_specs()
-        self.reset_mode = self._choose_reset_mode(reset_mode)
+        with self._own_rng():
+            self._make_specs()
+            self.reset_mode = self._choose_reset_mode(reset_mode)
+
+    @contextlib.contextmanager
+    def _own_rng(self) -> Iterator[None]:
+        saved = list(self._shared_rng)
+        self._shared_rng[:] = self._rng
+        try:
+            yield
+        finally:
+            self._rng = list(self._shared_rng)
+            self._shared_rng[:] = saved
 
     # ------------------------------------------------------------------ specs
     def _agent_action_spec(self, agent) -> Any:
@@ -219,6 +244,10 @@ class VmasTeamEnv(EnvBase):
         return dict(zip(self.agent_names, obs, strict=True))
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
+        with self._own_rng():
+            return self._reset_impl(tensordict)
+
+    def _reset_impl(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         mask = None if tensordict is None else tensordict.get("_reset", None)
         scenario = self._env.scenario
         with self._local_seed(self._env.vmas_random_state):
@@ -244,6 +273,10 @@ class VmasTeamEnv(EnvBase):
 
     # ------------------------------------------------------------------- step
     def _step(self, tensordict: TensorDictBase) -> TensorDictBase:
+        with self._own_rng():
+            return self._step_impl(tensordict)
+
+    def _step_impl(self, tensordict: TensorDictBase) -> TensorDictBase:
         actions = []
         for name in self.agent_names:
             action = tensordict.get((name, "action"))
@@ -268,7 +301,8 @@ class VmasTeamEnv(EnvBase):
         return out
 
     def _set_seed(self, seed: int | None) -> None:
-        self._env.seed(seed)
+        with self._own_rng():
+            self._env.seed(seed)
 
     def close(self, *, raise_if_closed: bool = True) -> None:
         viewer = getattr(self._env, "viewer", None)

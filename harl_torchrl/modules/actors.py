@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn import InteractionType, TensorDictModule, TensorDictSequential
 from torch import nn
-from torchrl.data import Bounded, Categorical, TensorSpec, Unbounded
+from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unbounded
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from harl_torchrl.errors import ConfigError
@@ -80,7 +80,9 @@ def make_agent_actor(
 
     Reads ``(agent, observation_key)``; writes ``(agent, "action")`` and
     ``(agent, "action_log_prob")`` (the joint log-probability over action
-    dimensions), plus ``(agent, "loc")``/``(agent, "scale")`` for continuous actions
+    dimensions). Actions are sampled unless an exploration type is set (evaluation
+    uses ``ExplorationType.DETERMINISTIC``: the mean or the most probable action).
+    It also writes ``(agent, "loc")``/``(agent, "scale")`` for continuous actions
     or ``(agent, "logits")`` for discrete ones, which the trust-region losses use as
     the old policy's parameters.
 
@@ -122,8 +124,9 @@ def make_agent_actor(
             out_keys=[(agent, "action")],
             distribution_class=IndependentNormal,
             return_log_prob=True,
+            default_interaction_type=InteractionType.RANDOM,
         )
-    if isinstance(action_spec, Categorical):
+    if isinstance(action_spec, Categorical) and not isinstance(action_spec, MultiCategorical):
         head = orthogonal_(nn.Linear(trunk.out_features, action_spec.space.n), output_gain)
         module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "logits")])
         return ProbabilisticActor(
@@ -132,6 +135,7 @@ def make_agent_actor(
             out_keys=[(agent, "action")],
             distribution_class=MaskedCategorical,
             return_log_prob=True,
+            default_interaction_type=InteractionType.RANDOM,
         )
     raise ConfigError(
         f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
@@ -139,22 +143,46 @@ def make_agent_actor(
     )
 
 
-def make_actors(env, **actor_kwargs) -> dict[str, ProbabilisticActor]:
+def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str, ProbabilisticActor]:
     """One actor per agent group of a multi-agent env (see :func:`make_agent_actor`).
 
     Args:
         env: a TorchRL env whose groups each hold one agent (``env.group_map``).
+        share_params: one network for every agent (each agent still reads and
+            writes its own keys). Only for simultaneous-update baselines such as
+            parameter-shared MAPPO; needs identical observation and action specs.
         **actor_kwargs: forwarded to :func:`make_agent_actor`.
 
     Returns:
         ``{agent_name: actor}`` in the env's agent order.
+
+    Raises:
+        ConfigError: ``share_params=True`` with agents of different specs.
     """
-    actors = {}
+    actors: dict[str, ProbabilisticActor] = {}
+    shared_net: nn.Module | None = None
     for agent in env.group_map:
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
-        actors[agent] = make_agent_actor(agent, obs_spec.shape[-1], action_spec, **actor_kwargs)
+        actor = make_agent_actor(agent, obs_spec.shape[-1], action_spec, **actor_kwargs)
+        if share_params:
+            if shared_net is None:
+                shared_net = actor.module[0].module
+            else:
+                _check_same_shapes(shared_net, actor.module[0].module)
+                actor.module[0].module = shared_net
+        actors[agent] = actor
     return actors
+
+
+def _check_same_shapes(reference: nn.Module, other: nn.Module) -> None:
+    ref = {k: v.shape for k, v in reference.state_dict().items()}
+    new = {k: v.shape for k, v in other.state_dict().items()}
+    if ref != new:
+        raise ConfigError(
+            "share_params=True needs every agent to have the same observation and action sizes; "
+            "use separate parameters (share_params=False) for heterogeneous agents"
+        )
 
 
 def joint_policy(actors: Mapping[str, ProbabilisticActor]) -> TensorDictSequential:

@@ -47,7 +47,8 @@ class HAPPOLoss(HAPolicyLoss):
         >>> from torchrl.data import Bounded
         >>> from harl_torchrl.modules import make_agent_actor
         >>> actor = make_agent_actor("agent_0", 4, Bounded(-1.0, 1.0, shape=(2,)))
-        >>> td = actor(TensorDict({("agent_0", "observation"): torch.randn(8, 4)}, [8]))
+        >>> with torch.no_grad():  # collection: stored log-probabilities carry no graph
+        ...     td = actor(TensorDict({("agent_0", "observation"): torch.randn(8, 4)}, [8]))
         >>> td["advantage"] = torch.randn(8, 1)
         >>> td["factor"] = torch.ones(8, 1)
         >>> loss = HAPPOLoss(actor)

@@ -1,0 +1,109 @@
+"""Helpers the recipes share: episode statistics, flat metrics, and on-policy training state.
+
+They hold no algorithm logic; a recipe reads top to bottom and calls them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from harl_torchrl.sequential import SequentialUpdater
+from harl_torchrl.utils.checkpoint import rng_state, set_rng_state
+
+
+def episode_stats(batch: TensorDictBase) -> dict[str, float]:
+    """Team return and length of the episodes that ended inside ``batch``.
+
+    Reads ``("next", "done")`` and ``("next", "episode_reward")`` (the running
+    team return written by :func:`~harl_torchrl.envs.make_vmas_env`).
+
+    Returns:
+        ``{"episode_return_mean", "episodes"}``; the mean is NaN when no episode ended.
+    """
+    done = batch.get(("next", "done")).squeeze(-1)
+    returns = batch.get(("next", "episode_reward")).squeeze(-1)[done]
+    count = int(done.sum())
+    return {
+        "episode_return_mean": returns.mean().item() if count else float("nan"),
+        "episodes": float(count),
+    }
+
+
+def flatten_metrics(diagnostics: TensorDictBase, prefix: str = "") -> dict[str, float]:
+    """``{"agent_0/loss_objective": ..., "critic/loss_critic": ...}`` from the updater's output.
+
+    Multi-element entries (such as ``"order"``) are skipped.
+    """
+    flat = {}
+    for key, value in diagnostics.items(include_nested=True, leaves_only=True):
+        if value.numel() != 1:
+            continue
+        name = "/".join(key) if isinstance(key, tuple) else key
+        flat[prefix + name] = value.item()
+    return dict(sorted(flat.items()))
+
+
+def on_policy_state(
+    actors: Mapping[str, nn.Module],
+    critic: nn.Module,
+    updater: SequentialUpdater,
+    *,
+    frames: int,
+    iteration: int,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything needed to resume an on-policy run exactly from an iteration boundary.
+
+    Holds the actors, the critic (with its value normaliser), every optimiser, the
+    updater's generator, the global random states and the counters. The environment's
+    state is not saved: a resumed run starts fresh episodes.
+    """
+    return {
+        "actors": {name: actor.state_dict() for name, actor in actors.items()},
+        "critic": critic.state_dict(),
+        "actor_optimizers": {name: t.optimizer.state_dict() for name, t in updater.agents.items()},
+        "critic_optimizer": updater.critic.optimizer.state_dict() if updater.critic is not None else {},
+        "updater": updater.state_dict(),
+        "rng": rng_state(),
+        "frames": frames,
+        "iteration": iteration,
+        "extra": dict(extra or {}),
+    }
+
+
+def load_on_policy_state(
+    state: Mapping[str, Any], actors: Mapping[str, nn.Module], critic: nn.Module, updater: SequentialUpdater
+) -> tuple[int, int]:
+    """Restores :func:`on_policy_state` in place; returns ``(frames, iteration)``.
+
+    Raises:
+        ValueError: the checkpoint's agents differ from the run's.
+    """
+    if set(state["actors"]) != set(actors):
+        raise ValueError(
+            f"the checkpoint has agents {sorted(state['actors'])} but this run has {sorted(actors)}; "
+            "resume with the same env configuration"
+        )
+    for name, actor in actors.items():
+        actor.load_state_dict(state["actors"][name])
+        updater.agents[name].optimizer.load_state_dict(state["actor_optimizers"][name])
+    critic.load_state_dict(state["critic"])
+    if updater.critic is not None:
+        updater.critic.optimizer.load_state_dict(state["critic_optimizer"])
+    updater.load_state_dict(state["updater"])
+    set_rng_state(state["rng"])
+    return int(state["frames"]), int(state["iteration"])
+
+
+def parameters_digest(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:
+    """A flat ``{name: tensor}`` copy of every parameter and buffer (for comparisons)."""
+    return {
+        f"{prefix}.{name}": tensor.detach().clone()
+        for prefix, module in modules.items()
+        for name, tensor in module.state_dict().items()
+    }

@@ -1,0 +1,86 @@
+import pytest
+import torch
+import vmas
+from vmas.simulator.core import Agent, Sphere, World
+from vmas.simulator.scenario import BaseScenario
+
+from harl_torchrl.envs import VmasTeamEnv
+from harl_torchrl.envs._vmas_state import iter_batched_tensors, reset_where
+
+
+def _observations(env):
+    return [env.scenario.observation(agent).clone() for agent in env.agents]
+
+
+def _perturbed_env(scenario, num_envs=12):
+    env = vmas.make_env(scenario, num_envs=num_envs, device="cpu", seed=0)
+    for _ in range(4):
+        env.step([torch.rand(num_envs, env.get_agent_action_size(a)) * 0.2 - 0.1 for a in env.agents])
+    return env
+
+
+@pytest.mark.parametrize("scenario", ["balance", "navigation", "transport", "give_way", "simple_spread"])
+def test_partial_reset_keeps_others_and_matches_a_full_reset(scenario):
+    env = _perturbed_env(scenario)
+    mask = torch.zeros(12, dtype=torch.bool)
+    mask[[1, 5, 6]] = True
+    state_before = {(id(c), k): t.clone() for (c, k), t in iter_batched_tensors(env.scenario, 12)}
+    obs_before = _observations(env)
+    rng = torch.get_rng_state()
+    reset_where(env.scenario, mask)
+    obs_after = _observations(env)
+    state_after = {(id(c), k): t for (c, k), t in iter_batched_tensors(env.scenario, 12)}
+    torch.set_rng_state(rng)
+    env.scenario.env_reset_world_at(None)
+    obs_full_reset = _observations(env)
+    for before, after, full in zip(obs_before, obs_after, obs_full_reset, strict=True):
+        assert torch.equal(after[~mask], before[~mask])
+        assert torch.equal(after[mask], full[mask])
+        assert not torch.equal(full[~mask], before[~mask]), "a full reset moves every env: the test can fail"
+    for key, before in state_before.items():
+        if key in state_after and state_after[key].shape == before.shape:
+            assert torch.equal(state_after[key][~mask], before[~mask])
+
+
+def test_mask_all_false_changes_nothing():
+    env = _perturbed_env("balance")
+    before = _observations(env)
+    reset_where(env.scenario, torch.zeros(12, dtype=torch.bool))
+    for b, a in zip(before, _observations(env), strict=True):
+        assert torch.equal(a, b)
+
+
+class _PythonStateScenario(BaseScenario):
+    """Keeps a per-env counter in a Python list: state the batched reset cannot blend."""
+
+    def make_world(self, batch_dim, device, **kwargs):
+        world = World(batch_dim, device)
+        world.add_agent(Agent(name="agent_0", shape=Sphere(0.05)))
+        self.counter = [0.0] * batch_dim
+        return world
+
+    def reset_world_at(self, env_index=None):
+        indices = range(self.world.batch_dim) if env_index is None else [env_index]
+        for i in indices:
+            self.counter[i] = 0.0
+        for agent in self.world.agents:
+            agent.set_pos(torch.zeros(1, 2), batch_index=env_index)
+
+    def observation(self, agent):
+        return torch.tensor(self.counter, device=self.world.device).unsqueeze(-1)
+
+    def reward(self, agent):
+        return torch.zeros(self.world.batch_dim, device=self.world.device)
+
+    def process_action(self, agent):
+        for i in range(self.world.batch_dim):
+            self.counter[i] += 1.0
+
+
+def test_auto_mode_falls_back_to_loop_for_unblendable_state():
+    with pytest.warns(UserWarning, match="per-index reset"):
+        env = VmasTeamEnv(_PythonStateScenario(), num_envs=4, max_steps=None)
+    assert env.reset_mode == "loop"
+    env.reset()
+    td = env.rollout(3)
+    assert td["next", "agent_0", "observation"][:, -1, 0].eq(3).all()

@@ -1,0 +1,124 @@
+import csv
+import importlib.util
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.utils.checkpoint import load_checkpoint
+
+RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+TINY = [
+    "env.num_envs=8",
+    "env.max_steps=10",
+    "env.scenario_kwargs.n_agents=2",
+    "collector.rollout_steps=10",
+    "total_frames=160",
+    "eval.interval=1",
+    "eval.episodes=2",
+    "checkpoint.interval=1",
+    "logger.progress_bar=false",
+    "model.hidden_sizes=[16]",
+]
+
+
+def _recipe():
+    spec = importlib.util.spec_from_file_location("harl_train_recipe", RECIPES / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _config(*overrides):
+    with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
+        return compose("config", overrides=[*TINY, *overrides])
+
+
+def _rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_two_iterations_write_logs_and_a_checkpoint(tmp_path):
+    result = _recipe().run(_config(), tmp_path)
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["iteration"]] == [80, 160]
+    for row in rows:
+        for key, value in row.items():
+            if key.endswith(("loss_objective", "loss_critic")) and value:
+                assert math.isfinite(float(value))
+    assert any(r.get("eval/return_mean") for r in rows)
+    state = load_checkpoint(result["checkpoint"])
+    assert state["frames"] == 160 and state["iteration"] == 2
+    assert set(state["actors"]) == {"agent_0", "agent_1"}
+
+
+def test_command_line_entry_point(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(RECIPES / "train.py"), *TINY, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"checkpoint: {tmp_path}" in out.stdout
+    assert (tmp_path / "metrics.csv").is_file()
+
+
+def _final_parameters(tmp_path, seed):
+    result = _recipe().run(_config(f"seed={seed}", "eval.interval=0"), tmp_path)
+    state = load_checkpoint(result["checkpoint"])
+    return {**state["actors"], "critic": state["critic"]}
+
+
+def test_same_seed_bit_identical_other_seed_differs(tmp_path):
+    a = _final_parameters(tmp_path / "a", 1)
+    b = _final_parameters(tmp_path / "b", 1)
+    c = _final_parameters(tmp_path / "c", 2)
+    flat = [{(m, k): v for m, sd in p.items() for k, v in sd.items()} for p in (a, b, c)]
+    assert flat[0].keys() == flat[1].keys()
+    assert all(torch.equal(flat[0][k], flat[1][k]) for k in flat[0])
+    assert not all(torch.equal(flat[0][k], flat[2][k]) for k in flat[0])
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    recipe = _recipe()
+    first = recipe.run(_config(), tmp_path / "first")
+    saved = load_checkpoint(first["checkpoint"])
+    resumed = recipe.run(_config(f"resume={first['checkpoint']}", "total_frames=240"), tmp_path / "second")
+    rows = [r for r in _rows(tmp_path / "second" / "metrics.csv") if r["iteration"]]
+    assert [int(r["step"]) for r in rows] == [240] and rows[0]["iteration"] == "3"
+    final = load_checkpoint(resumed["checkpoint"])
+    assert final["frames"] == 240
+    assert not torch.equal(final["critic"]["module.0.module.out.weight"], saved["critic"]["module.0.module.out.weight"])
+
+
+@pytest.mark.parametrize(
+    "override, match",
+    [
+        ("env.scenario=balanse", "unknown VMAS scenario"),
+        ("algo.actor_lr=-0.001", "actor_lr must be > 0"),
+        ("algo.critic_lr=0", "critic_lr must be > 0"),
+        ("algo.clip_epsilon=0", "clip_epsilon must be > 0"),
+        ("algo.name=hapo", "Did you mean 'happo'"),
+        ("logger.backends=[wandb]", "logger backend"),
+        ("total_frames=0", "total_frames"),
+    ],
+)
+def test_bad_input_fails_before_training(tmp_path, override, match):
+    with pytest.raises(ConfigError, match=match):
+        _recipe().run(_config(override), tmp_path)
+    assert not (tmp_path / "checkpoint.pt").exists()
+    assert not (tmp_path / "metrics.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu_fails_before_training(tmp_path):
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        _recipe().run(_config("device=cuda"), tmp_path)
+    assert not (tmp_path / "metrics.csv").exists()
