@@ -13,28 +13,22 @@ evaluation and checkpoints. Logs go to ``<run dir>/metrics.csv``.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torchrl.collectors import Collector
 from tqdm import tqdm
 
-from harl_torchrl.algorithms import build_on_policy_updater
+from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.config import validate_run_config
 from harl_torchrl.envs import make_env
+from harl_torchrl.errors import ConfigError, MissingDependencyError
 from harl_torchrl.evaluation import evaluate
-from harl_torchrl.modules import (
-    ValueNorm,
-    joint_policy,
-    make_actors,
-    make_central_critic,
-    observation_critic_inputs,
-)
-from harl_torchrl.objectives import CentralValueLoss
 from harl_torchrl.training import episode_stats, flatten_metrics, load_on_policy_state, on_policy_state
 from harl_torchrl.utils.checkpoint import load_checkpoint, save_checkpoint, seed_everything
 from harl_torchrl.utils.device import resolve_device
@@ -43,7 +37,7 @@ from harl_torchrl.utils.logging import MetricLogger
 
 def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     """Trains as ``cfg`` says, writing logs and checkpoints under ``output_dir``."""
-    validate_run_config(cfg)
+    validate_run_config(cfg)  # fails here, before anything is built, on any bad setting
     output_dir = Path(output_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -55,43 +49,22 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     )
     eval_steps = cfg.env.max_steps or 1000
 
-    # Per-agent actors and the centralised critic (normalised values, reference semantics).
-    model = OmegaConf.to_container(cfg.model)
-    model.pop("name")
-    actors = make_actors(env, **model)
-    policy = joint_policy(actors).to(device)
-    value_norm = ValueNorm() if cfg.algo.value_norm else None
-    critic_keys, critic_features = observation_critic_inputs(env)
-    critic = make_central_critic(
-        critic_keys,
-        critic_features,
-        value_norm=value_norm,
-        hidden_sizes=model["hidden_sizes"],
-        activation=model["activation"],
-        feature_norm=model["feature_norm"],
-    ).to(device)
-    critic_loss = CentralValueLoss(
-        critic,
-        value_norm=value_norm,
-        clip_value=cfg.algo.value_clip,
-        loss_type=cfg.algo.value_loss,
-        huber_delta=cfg.algo.huber_delta,
-    )
-    critic_loss.make_value_estimator(gamma=cfg.algo.gamma, lmbda=cfg.algo.gae_lambda)
-
-    # The per-agent losses and optimisers, driven by the one sequential updater.
-    updater = build_on_policy_updater(cfg.algo, actors, critic_loss, seed=cfg.seed)
+    # Per-agent actors, the centralised critic (normalised values, reference semantics),
+    # their losses and optimisers, all driven by the one sequential updater.
+    parts = make_on_policy_components(cfg.algo, cfg.model, env, device=device, seed=cfg.seed)
 
     frames, iteration = 0, 0
     if cfg.resume:
-        frames, iteration = load_on_policy_state(load_checkpoint(cfg.resume, device), actors, critic, updater)
+        frames, iteration = load_on_policy_state(
+            load_checkpoint(cfg.resume, device), parts.actors, parts.critic, parts.updater
+        )
         print(f"resumed from {cfg.resume} at {frames} frames (iteration {iteration})")
 
     frames_per_batch = env.batch_size.numel() * cfg.collector.rollout_steps
     iterations_left = max(0, math.ceil((cfg.total_frames - frames) / frames_per_batch))
     collector = Collector(
         env,
-        policy,
+        parts.policy,
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
         device=device,
@@ -103,14 +76,17 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     metrics: dict[str, float] = {}
 
     def checkpoint() -> None:
-        save_checkpoint(checkpoint_path, on_policy_state(actors, critic, updater, frames=frames, iteration=iteration))
+        save_checkpoint(
+            checkpoint_path,
+            on_policy_state(parts.actors, parts.critic, parts.updater, frames=frames, iteration=iteration),
+        )
 
     collect_start = time.perf_counter()
     for batch in collector:
         collect_time = time.perf_counter() - collect_start
         update_start = time.perf_counter()
-        critic_loss.compute_advantage(batch)
-        diagnostics = updater.update(batch)
+        parts.critic_loss.compute_advantage(batch)
+        diagnostics = parts.updater.update(batch)
         update_time = time.perf_counter() - update_start
         frames += batch.numel()
         iteration += 1
@@ -119,7 +95,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics["collect_fps"] = batch.numel() / collect_time
         metrics["update_seconds"] = update_time
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
-            metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, policy, eval_steps).items()})
+            metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, parts.policy, eval_steps).items()})
         logger.log(metrics, step=frames)
         if cfg.checkpoint.interval and iteration % cfg.checkpoint.interval == 0:
             checkpoint()
@@ -130,7 +106,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     collector.shutdown()
     progress.close()
     if eval_env is not None:
-        final_eval = evaluate(eval_env, policy, eval_steps)
+        final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
     checkpoint()
@@ -142,7 +118,10 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     """Hydra entry point: ``python recipes/train.py [overrides]``."""
-    run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, MissingDependencyError) as err:
+        sys.exit(f"error: {err}")
 
 
 if __name__ == "__main__":

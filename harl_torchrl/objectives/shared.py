@@ -8,8 +8,6 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 
-from harl_torchrl.objectives.common import HAPolicyLoss
-
 
 class SharedPolicyLoss(LossModule):
     r"""Averages the per-agent losses of agents whose actors share parameters.
@@ -22,7 +20,8 @@ class SharedPolicyLoss(LossModule):
     Every entry of the agents' outputs is averaged over agents.
 
     Args:
-        losses: ``{agent: loss}``, each a :class:`HAPolicyLoss` on one agent's keys.
+        losses: ``{agent: loss}``, each a policy loss on one agent's keys (a
+            :class:`HAPolicyLoss` or TorchRL's :class:`~torchrl.objectives.ClipPPOLoss`).
 
     Example:
         >>> from torchrl.data import Bounded
@@ -34,7 +33,7 @@ class SharedPolicyLoss(LossModule):
         ['a', 'b']
     """
 
-    def __init__(self, losses: Mapping[str, HAPolicyLoss]) -> None:
+    def __init__(self, losses: Mapping[str, LossModule]) -> None:
         super().__init__()
         self.losses = torch.nn.ModuleDict(dict(losses))
 
