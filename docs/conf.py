@@ -30,7 +30,6 @@ napoleon_numpy_docstring = False
 templates_path = ["_templates"]
 exclude_patterns = ["_build"]
 html_theme = "furo" if "furo" in sys.modules or __import__("importlib").util.find_spec("furo") else "alabaster"
-html_static_path = ["_static"]
 html_title = f"harl_torchrl {release}"
 
 

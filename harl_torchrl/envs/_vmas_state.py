@@ -5,66 +5,89 @@ such call rewrites whole ``(num_envs, ...)`` tensors with ``torch.where``: reset
 ``k`` finished sub-environments costs ``k`` passes over the full batch. On scenarios
 whose episodes end early (``balance``) this dominates the step time.
 
-This module resets any subset in **one** batched call instead:
+Two batched alternatives live here. Both rely on VMAS's convention that
+per-environment state is held in tensors whose first dimension is the number of
+sub-environments, reachable from the scenario object:
 
-1. record every batched tensor reachable from the scenario (entity states, actions,
-   scenario buffers such as shaping terms), keyed by where it lives;
-2. reset the whole world once with ``scenario.env_reset_world_at(None)``;
-3. for every location, keep the fresh value in the rows being reset and the recorded
-   value everywhere else (``torch.where``).
-
-A tensor counts as batched when its first dimension equals the number of
-sub-environments, which is VMAS's convention for per-environment state.
+* :class:`TwinResetter` keeps a small twin of the world (same scenario, a few
+  sub-environments), resets the twin whole, and copies its fresh rows into the rows
+  being reset. Its cost does not grow with the size of the main world.
+* :func:`reset_where` resets the whole main world once and keeps the fresh values
+  only in the rows being reset. No twin is needed, but it costs a full reset.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
-_Location = tuple[Any, Any]  # (container, key): an object's __dict__, a list or a dict
+Path = tuple[Any, ...]  # attribute names, list indices and dict keys from the scenario
+
+
+_TRAVERSABLE: dict[tuple[type, tuple[str, ...]], bool] = {}
 
 
 def _is_traversable(obj: Any, modules: tuple[str, ...]) -> bool:
+    cls = type(obj)
+    known = _TRAVERSABLE.get((cls, modules))
+    if known is not None:
+        return known
     if isinstance(obj, (torch.Tensor, torch.nn.Module, type)) or not hasattr(obj, "__dict__"):
-        return False
-    if inspect.isroutine(obj) or inspect.ismodule(obj):
-        return False
-    module = type(obj).__module__ or ""
-    return module == "vmas" or module.startswith("vmas.") or module in modules
+        result = False
+    elif inspect.isroutine(obj) or inspect.ismodule(obj):
+        result = False
+    else:
+        module = cls.__module__ or ""
+        result = module == "vmas" or module.startswith("vmas.") or module in modules
+    _TRAVERSABLE[(cls, modules)] = result
+    return result
 
 
-def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[_Location, torch.Tensor]]:
-    """Yields ``((container, key), tensor)`` for every batched tensor reachable from ``root``.
+def _container(obj: Any) -> Any:
+    """Where ``obj``'s children live: the object itself for lists, dicts and tuples, else its ``__dict__``."""
+    return obj if isinstance(obj, (dict, list, tuple)) else vars(obj)
 
-    Args:
-        root: the object to start from (a VMAS scenario).
-        batch_dim: the number of sub-environments; tensors whose first dimension has
-            this size are yielded.
+
+def _resolve(root: Any, path: Path) -> tuple[Any, Any] | None:
+    """``(container, key)`` of ``path`` from ``root``, or None where the path no longer exists."""
+    obj = root
+    try:
+        for key in path[:-1]:
+            obj = _container(obj)[key]
+        return _container(obj), path[-1]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[Path, Any, Any, torch.Tensor]]:
+    """Yields ``(path, container, key, tensor)`` for every batched tensor reachable from ``root``.
+
+    ``container[key]`` is where the tensor lives (an object's ``__dict__``, a list or
+    a dict) and ``path`` the keys leading there from ``root``; two worlds built by
+    the same scenario class yield the same paths, in the same order. A tensor is
+    batched when its first dimension has size ``batch_dim``.
 
     Only objects whose class comes from VMAS or from the root's own module are
     entered, so that the walk never wanders into torch, numpy or the renderer.
     """
     modules = (type(root).__module__ or "",)
     seen: set[int] = set()
-    stack: list[Any] = [root]
+    stack: list[tuple[Path, Any]] = [((), root)]
     while stack:
-        obj = stack.pop()
+        path, obj = stack.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
         if isinstance(obj, dict):
-            items = list(obj.items())
-            container = obj
+            container, items = obj, list(obj.items())
         elif isinstance(obj, list):
-            items = list(enumerate(obj))
-            container = obj
+            container, items = obj, list(enumerate(obj))
         elif isinstance(obj, tuple):
-            # tuples are immutable: enter them but their tensors cannot be replaced
-            stack.extend(v for v in obj if not isinstance(v, torch.Tensor))
+            # immutable: enter it, but its own tensors cannot be replaced
+            stack.extend(((*path, i), v) for i, v in enumerate(obj) if not isinstance(v, torch.Tensor))
             continue
         elif obj is root or _is_traversable(obj, modules):
             container = vars(obj)
@@ -74,13 +97,13 @@ def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[_Location,
         for key, value in items:
             if isinstance(value, torch.Tensor):
                 if value.dim() > 0 and value.shape[0] == batch_dim:
-                    yield (container, key), value
+                    yield (*path, key), container, key, value
             elif isinstance(value, (dict, list, tuple)) or hasattr(value, "__dict__"):
-                stack.append(value)
+                stack.append(((*path, key), value))
 
 
 def reset_where(scenario: Any, mask: torch.Tensor) -> None:
-    """Resets the sub-environments selected by ``mask`` in one batched call.
+    """Resets the sub-environments selected by ``mask`` with one full reset, blended.
 
     Rows where ``mask`` is ``False`` keep every piece of batched state bit-identical;
     rows where it is ``True`` get a fresh initial state drawn by the scenario's own
@@ -89,26 +112,88 @@ def reset_where(scenario: Any, mask: torch.Tensor) -> None:
     Args:
         scenario: a VMAS ``BaseScenario`` whose world has been made.
         mask: boolean tensor of shape ``(num_envs,)``.
-
-    Caveats:
-        State that a scenario keeps outside tensors with a leading batch dimension
-        (a Python counter, a tensor whose first dimension merely happens to equal
-        ``num_envs``) is not blended; such a scenario should use per-index resets
-        (``reset_mode="loop"`` in :func:`~harl_torchrl.envs.make_vmas_env`).
     """
-    world = scenario.world
-    batch_dim = world.batch_dim
-    before = {(id(c), k): (t, t.clone()) for (c, k), t in iter_batched_tensors(scenario, batch_dim)}
+    batch_dim = scenario.world.batch_dim
+    before = {(id(c), k): (t, t._version, t.clone()) for _, c, k, t in iter_batched_tensors(scenario, batch_dim)}
     scenario.env_reset_world_at(None)
-    merged: dict[tuple[int, int], torch.Tensor] = {}
+    # values hold the fresh tensor too, so that its id cannot be reused while cached
+    merged: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
     keep = mask.logical_not()
-    for (container, key), fresh in iter_batched_tensors(scenario, batch_dim):
+    for _, container, key, fresh in iter_batched_tensors(scenario, batch_dim):
         old = before.get((id(container), key))
-        if old is None or old[1].shape != fresh.shape:
+        if old is None or old[2].shape != fresh.shape:
             continue  # state created by the reset itself: fresh everywhere
-        original, snapshot = old
+        original, version, snapshot = old
+        if fresh is original and fresh._version == version:
+            continue  # the reset did not touch it
         cache_key = (id(original), id(fresh))
         if cache_key not in merged:
             row_keep = keep.view(-1, *([1] * (fresh.dim() - 1)))
-            merged[cache_key] = torch.where(row_keep, snapshot.to(fresh.dtype), fresh)
-        container[key] = merged[cache_key]
+            merged[cache_key] = (fresh, torch.where(row_keep, snapshot.to(fresh.dtype), fresh))
+        container[key] = merged[cache_key][1]
+
+
+class TwinResetter:
+    """Resets rows of a VMAS world by copying them from a small, freshly reset twin.
+
+    Only the state that the twin's reset actually writes is copied (detected by
+    tensor identity and version counters), so state a VMAS reset leaves alone (for
+    example forces from the last step) keeps its values, as with VMAS's own
+    per-index reset.
+
+    Args:
+        scenario: the main world's scenario.
+        twin_scenario: a scenario of the same class and arguments whose world has
+            a few sub-environments.
+        reset_twin: resets the twin's whole world (runs in the caller's random
+            stream).
+
+    Raises:
+        ValueError: the twin's entities differ from the main world's, or state
+            batched in both has different shapes (it cannot stand in for the main
+            world).
+    """
+
+    def __init__(self, scenario: Any, twin_scenario: Any, reset_twin: Callable[[], None]) -> None:
+        self.scenario = scenario
+        self.twin = twin_scenario
+        self.size = twin_scenario.world.batch_dim
+        self._reset_twin = reset_twin
+        names = [[e.name for e in s.world.entities] for s in (scenario, twin_scenario)]
+        if names[0] != names[1]:
+            raise ValueError(f"the twin world's entities {names[1]} do not match the main world's {names[0]}")
+        main = {p: t.shape[1:] for p, _, _, t in iter_batched_tensors(scenario, scenario.world.batch_dim)}
+        twin = {p: t.shape[1:] for p, _, _, t in iter_batched_tensors(twin_scenario, self.size)}
+        mismatched = [p for p in main.keys() & twin.keys() if main[p] != twin[p]]
+        if mismatched:
+            raise ValueError(f"the twin world's batched state does not match the main world's at {mismatched[:3]}")
+        # The twin is never stepped and was reset when it was built, so where its
+        # state lives does not change: only the tensors there do.
+        self._twin_locations = [(p, c, k) for p, c, k, _ in iter_batched_tensors(twin_scenario, self.size)]
+
+    def reset_rows(self, indices: torch.Tensor) -> None:
+        """Gives the rows ``indices`` of the main world fresh initial states."""
+        batch_dim = self.scenario.world.batch_dim
+        for chunk in indices.split(self.size):
+            # Keep the old tensors themselves (not their ids): a freed tensor's id can be
+            # reused by the very tensor the reset allocates in its place.
+            stamps = [(c[k], c[k]._version) for _, c, k in self._twin_locations]
+            self._reset_twin()
+            written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+            for (path, twin_container, key), (old, version) in zip(self._twin_locations, stamps, strict=True):
+                source = twin_container[key]
+                if source is old and source._version == version:
+                    continue  # the reset does not write it
+                # paths are resolved from the root each time: the main world is stepped
+                # and may have replaced objects along the way
+                location = _resolve(self.scenario, path)
+                if location is None:
+                    continue
+                container, main_key = location
+                tensor = container[main_key]
+                if not isinstance(tensor, torch.Tensor) or tensor.shape != (batch_dim, *source.shape[1:]):
+                    continue
+                if id(tensor) not in written:  # tensors shared by several locations stay shared
+                    rows = source[: len(chunk)].to(device=tensor.device, dtype=tensor.dtype)
+                    written[id(tensor)] = (tensor, tensor.index_put((chunk,), rows))  # holding `tensor` pins its id
+                container[main_key] = written[id(tensor)][1]

@@ -16,12 +16,13 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase, RewardSum, TransformedEnv
 
-from harl_torchrl.envs._vmas_state import reset_where
+from harl_torchrl.envs._vmas_state import TwinResetter, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 from harl_torchrl.utils.device import resolve_device
 
 TeamReward = Literal["mean", "sum"]
-ResetMode = Literal["auto", "batched", "loop"]
+ResetMode = Literal["auto", "twin", "blend", "loop"]
+RESET_MODES = ("auto", "twin", "blend", "loop")
 
 
 def vmas_scenario_names() -> list[str]:
@@ -71,11 +72,13 @@ class VmasTeamEnv(EnvBase):
             head per action dimension instead of one flat categorical.
         team_reward: ``"mean"`` (default; equals each agent's reward in
             shared-reward scenarios such as ``balance``) or ``"sum"`` over agents.
-        reset_mode: ``"batched"`` resets all finished sub-environments in one call
-            (see :mod:`harl_torchrl.envs._vmas_state`); ``"loop"`` uses VMAS's
-            per-index reset; ``"auto"`` (default) probes the scenario once at
-            construction and falls back to ``"loop"`` (with a warning) if the batched
-            reset disturbs sub-environments that were not reset.
+        reset_mode: how finished sub-environments are reset (see
+            :mod:`harl_torchrl.envs._vmas_state`): ``"twin"`` copies fresh states
+            from a small twin world, ``"blend"`` resets the whole world once and
+            keeps the fresh rows, ``"loop"`` uses VMAS's per-index reset. ``"auto"``
+            (default) probes the scenario at construction and takes the first of
+            twin, blend, loop that resets exactly the finished rows (a fallback to
+            ``"loop"`` warns).
         seed: seed of VMAS's random stream.
         **scenario_kwargs: forwarded to the scenario (e.g. ``n_agents=4``).
 
@@ -107,8 +110,8 @@ class VmasTeamEnv(EnvBase):
             raise unknown_choice("VMAS scenario", scenario, vmas_scenario_names())
         if team_reward not in ("mean", "sum"):
             raise unknown_choice("team_reward", team_reward, ["mean", "sum"])
-        if reset_mode not in ("auto", "batched", "loop"):
-            raise unknown_choice("reset_mode", reset_mode, ["auto", "batched", "loop"])
+        if reset_mode not in RESET_MODES:
+            raise unknown_choice("reset_mode", reset_mode, RESET_MODES)
         if max_steps is not None and max_steps <= 0:
             raise ConfigError(f"max_steps must be a positive number of steps or None, got {max_steps}")
         if num_envs <= 0:
@@ -152,6 +155,8 @@ class VmasTeamEnv(EnvBase):
         self.agent_names = [agent.name for agent in self._env.agents]
         self.group_map = {name: [name] for name in self.agent_names}
         self._step_count = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self._twin: TwinResetter | None = None
+        self._twin_source = (scenario, continuous_actions, multidiscrete_actions, scenario_kwargs)
         with self._own_rng():
             self._make_specs()
             self.reset_mode = self._choose_reset_mode(reset_mode)
@@ -210,34 +215,84 @@ class VmasTeamEnv(EnvBase):
 
     # ------------------------------------------------------------------ reset
     def _choose_reset_mode(self, requested: ResetMode) -> str:
-        if requested != "auto":
-            return requested
-        if self.num_envs < 2:
+        if requested == "loop" or (requested == "auto" and self.num_envs < 2):
             return "loop"
-        # Probe: perturb the world, reset every other sub-environment in one batched
-        # call, and check that the others' observations did not move. (VMAS's own
-        # methods seed themselves; nesting its seed context would replay numbers.)
+        candidates = ["twin", "blend"] if requested == "auto" else [requested]
+        for mode in candidates:
+            if mode == "twin":
+                self._twin = self._make_twin()
+                if self._twin is None:
+                    continue
+            if self._probe_partial_reset(mode):
+                return mode
+            self._twin = None
+        if requested != "auto":
+            raise ConfigError(
+                f"reset_mode={requested!r} does not reset VMAS scenario {self.scenario_name!r} exactly "
+                "(other sub-environments moved); use reset_mode='auto' or 'loop'"
+            )
+        warnings.warn(
+            f"VMAS scenario {self.scenario_name!r} keeps state that batched resets cannot handle; "
+            "falling back to VMAS's per-index reset (slower). Pass reset_mode='loop' to silence this.",
+            stacklevel=3,
+        )
+        return "loop"
+
+    def _make_twin(self) -> TwinResetter | None:
+        """A few-environment copy of the world to draw fresh states from, or None if it cannot be built."""
+        import vmas
+
+        scenario, continuous, multidiscrete, kwargs = self._twin_source
+        try:
+            source = scenario if isinstance(scenario, str) else type(scenario)()
+            twin = vmas.make_env(
+                source,
+                num_envs=min(self.num_envs, max(8, self.num_envs // 64)),
+                device=self.device,
+                continuous_actions=continuous,
+                multidiscrete_actions=multidiscrete,
+                max_steps=None,
+                clamp_actions=True,
+                **kwargs,
+            )
+            return TwinResetter(self._env.scenario, twin.scenario, lambda: twin.scenario.env_reset_world_at(None))
+        except Exception:
+            return None
+
+    def _probe_partial_reset(self, mode: str) -> bool:
+        """Resets every other sub-environment of a perturbed world; checks exactly those changed."""
+        # (VMAS's own methods seed themselves; nesting its seed context would replay numbers.)
         dtype = torch.float32 if self.continuous_actions else torch.long
         actions = [
             torch.zeros(self.num_envs, self._env.get_agent_action_size(a), device=self.device, dtype=dtype)
             for a in self._env.agents
         ]
+        self._env.scenario.env_reset_world_at(None)
         for _ in range(2):
             self._env.step(actions)
         before = self._observations()
         mask = torch.arange(self.num_envs, device=self.device) % 2 == 0
-        with self._local_seed(self._env.vmas_random_state):
-            reset_where(self._env.scenario, mask)
+        self._partial_reset(mask, mode)
         after = self._observations()
-        kept = all(torch.equal(before[n][~mask], after[n][~mask]) for n in self.agent_names)
-        if not kept:
-            warnings.warn(
-                f"VMAS scenario {self.scenario_name!r} keeps state that the batched reset cannot blend; "
-                "falling back to VMAS's per-index reset (slower). Pass reset_mode='loop' to silence this.",
-                stacklevel=3,
-            )
-            return "loop"
-        return "batched"
+        if not all(torch.equal(before[n][~mask], after[n][~mask]) for n in self.agent_names):
+            return False
+        if mode == "twin":
+            # the reset rows must hold the twin's fresh states
+            twin_obs = [self._twin.twin.observation(agent) for agent in self._twin.twin.world.agents]
+            rows = int(mask.sum()) - (int(mask.sum()) - 1) // self._twin.size * self._twin.size
+            last = mask.nonzero().flatten()[-rows:]
+            return all(torch.equal(after[n][last], o[:rows]) for n, o in zip(self.agent_names, twin_obs, strict=True))
+        return True
+
+    def _partial_reset(self, mask: torch.Tensor, mode: str) -> None:
+        with self._local_seed(self._env.vmas_random_state):
+            if mode == "twin":
+                self._twin.reset_rows(mask.nonzero().flatten())
+            elif mode == "blend":
+                reset_where(self._env.scenario, mask)
+            else:
+                for index in mask.nonzero().flatten().tolist():
+                    self._env.scenario.env_reset_world_at(index)
 
     def _observations(self) -> dict[str, torch.Tensor]:
         obs = self._env.get_from_scenario(get_observations=True, get_rewards=False, get_infos=False, get_dones=False)[0]
@@ -249,19 +304,14 @@ class VmasTeamEnv(EnvBase):
 
     def _reset_impl(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         mask = None if tensordict is None else tensordict.get("_reset", None)
-        scenario = self._env.scenario
-        with self._local_seed(self._env.vmas_random_state):
-            if mask is None or mask.all():
-                scenario.env_reset_world_at(None)
-                self._step_count.zero_()
-            else:
-                mask = mask.reshape(self.num_envs)
-                if self.reset_mode == "batched":
-                    reset_where(scenario, mask)
-                else:
-                    for index in mask.nonzero().flatten().tolist():
-                        scenario.env_reset_world_at(index)
-                self._step_count.masked_fill_(mask, 0)
+        if mask is None or mask.all():
+            with self._local_seed(self._env.vmas_random_state):
+                self._env.scenario.env_reset_world_at(None)
+            self._step_count.zero_()
+        else:
+            mask = mask.reshape(self.num_envs)
+            self._partial_reset(mask, self.reset_mode)
+            self._step_count.masked_fill_(mask, 0)
         out = TensorDict({}, batch_size=self.batch_size, device=self.device)
         for name, obs in self._observations().items():
             out.set((name, "observation"), obs)

@@ -1,6 +1,7 @@
 """Per-agent actors, the centralised critic and their building blocks."""
 
 from harl_torchrl.modules.actors import GaussianHead, joint_policy, make_actors, make_agent_actor
+from harl_torchrl.modules.batched import BatchedJointPolicy
 from harl_torchrl.modules.critics import (
     CentralValueNet,
     Denormalize,
@@ -12,6 +13,7 @@ from harl_torchrl.modules.mlp import MLPTrunk
 from harl_torchrl.modules.value_norm import ValueNorm
 
 __all__ = [
+    "BatchedJointPolicy",
     "CentralValueNet",
     "Denormalize",
     "GaussianHead",

@@ -15,6 +15,7 @@ from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unb
 from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.batched import BatchedJointPolicy
 from harl_torchrl.modules.distributions import MaskedCategorical
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 
@@ -185,8 +186,16 @@ def _check_same_shapes(reference: nn.Module, other: nn.Module) -> None:
         )
 
 
-def joint_policy(actors: Mapping[str, ProbabilisticActor]) -> TensorDictSequential:
-    """Runs every agent's actor in turn: the policy a collector steps the env with.
+def joint_policy(
+    actors: Mapping[str, ProbabilisticActor], batched: bool = True
+) -> BatchedJointPolicy | TensorDictSequential:
+    """The policy a collector steps the env with: every agent's actor.
+
+    Args:
+        actors: ``{agent: actor}``.
+        batched: evaluate same-shaped agents as a group
+            (:class:`~harl_torchrl.modules.BatchedJointPolicy`, the default) or run
+            the actors one after another (a :class:`~tensordict.nn.TensorDictSequential`).
 
     Example:
         >>> from torchrl.data import Bounded
@@ -195,4 +204,6 @@ def joint_policy(actors: Mapping[str, ProbabilisticActor]) -> TensorDictSequenti
         >>> sorted(k[0] for k in policy.out_keys if k[-1] == "action")
         ['a', 'b']
     """
+    if batched:
+        return BatchedJointPolicy(actors)
     return TensorDictSequential(*actors.values())

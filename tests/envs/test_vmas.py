@@ -93,8 +93,24 @@ def test_discrete_actions():
     assert td["agent_0", "action"].shape == (4, 3)
 
 
-def test_batched_reset_is_the_default_for_builtin_scenarios():
-    assert VmasTeamEnv("balance", num_envs=4, n_agents=2).reset_mode == "batched"
+@pytest.mark.parametrize("scenario", ["balance", "navigation", "transport", "give_way", "wheel"])
+def test_twin_reset_is_chosen_for_builtin_scenarios(scenario):
+    assert VmasTeamEnv(scenario, num_envs=16).reset_mode == "twin"
+
+
+@pytest.mark.parametrize("mode", ["twin", "blend", "loop"])
+def test_partial_reset_touches_only_the_finished_rows(mode):
+    env = VmasTeamEnv("balance", num_envs=12, max_steps=None, n_agents=3, reset_mode=mode, seed=0)
+    td = env.reset()
+    for _ in range(3):
+        td = env.step(td.update(env.full_action_spec.rand()))["next"]
+    before = env._observations()
+    mask = torch.zeros(12, 1, dtype=torch.bool)
+    mask[[0, 4, 11]] = True
+    after = env.reset(td.clone().set("_reset", mask))
+    for agent in env.group_map:
+        assert torch.equal(after[agent, "observation"][~mask[:, 0]], before[agent][~mask[:, 0]])
+        assert not torch.equal(after[agent, "observation"][mask[:, 0]], before[agent][mask[:, 0]])
 
 
 def test_unknown_scenario_lists_close_matches():

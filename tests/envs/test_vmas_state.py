@@ -5,7 +5,7 @@ from vmas.simulator.core import Agent, Sphere, World
 from vmas.simulator.scenario import BaseScenario
 
 from harl_torchrl.envs import VmasTeamEnv
-from harl_torchrl.envs._vmas_state import iter_batched_tensors, reset_where
+from harl_torchrl.envs._vmas_state import TwinResetter, iter_batched_tensors, reset_where
 
 
 def _observations(env):
@@ -24,12 +24,12 @@ def test_partial_reset_keeps_others_and_matches_a_full_reset(scenario):
     env = _perturbed_env(scenario)
     mask = torch.zeros(12, dtype=torch.bool)
     mask[[1, 5, 6]] = True
-    state_before = {(id(c), k): t.clone() for (c, k), t in iter_batched_tensors(env.scenario, 12)}
+    state_before = {path: t.clone() for path, _, _, t in iter_batched_tensors(env.scenario, 12)}
     obs_before = _observations(env)
     rng = torch.get_rng_state()
     reset_where(env.scenario, mask)
     obs_after = _observations(env)
-    state_after = {(id(c), k): t for (c, k), t in iter_batched_tensors(env.scenario, 12)}
+    state_after = {path: t for path, _, _, t in iter_batched_tensors(env.scenario, 12)}
     torch.set_rng_state(rng)
     env.scenario.env_reset_world_at(None)
     obs_full_reset = _observations(env)
@@ -40,6 +40,48 @@ def test_partial_reset_keeps_others_and_matches_a_full_reset(scenario):
     for key, before in state_before.items():
         if key in state_after and state_after[key].shape == before.shape:
             assert torch.equal(state_after[key][~mask], before[~mask])
+
+
+@pytest.mark.parametrize("scenario", ["balance", "navigation", "transport", "give_way", "simple_spread"])
+def test_twin_reset_copies_fresh_rows_and_keeps_the_others(scenario):
+    env = _perturbed_env(scenario)
+    twin = vmas.make_env(scenario, num_envs=4, device="cpu", seed=1)
+    resetter = TwinResetter(env.scenario, twin.scenario, lambda: twin.scenario.env_reset_world_at(None))
+    state_before = {path: t.clone() for path, _, _, t in iter_batched_tensors(env.scenario, 12)}
+    obs_before = _observations(env)
+    rows = torch.tensor([2, 3, 9])
+    resetter.reset_rows(rows)
+    obs_after = _observations(env)
+    twin_obs = _observations(twin)
+    kept = torch.ones(12, dtype=torch.bool)
+    kept[rows] = False
+    for before, after, fresh in zip(obs_before, obs_after, twin_obs, strict=True):
+        assert torch.equal(after[kept], before[kept])
+        assert torch.equal(after[rows], fresh[:3])
+    for path, _, _, tensor in iter_batched_tensors(env.scenario, 12):
+        assert torch.equal(tensor[kept], state_before[path][kept]), path
+
+
+def test_twin_reset_handles_more_rows_than_the_twin_holds():
+    env = _perturbed_env("balance")
+    twin = vmas.make_env("balance", num_envs=2, device="cpu", seed=1)
+    resetter = TwinResetter(env.scenario, twin.scenario, lambda: twin.scenario.env_reset_world_at(None))
+    before = _observations(env)
+    rows = torch.arange(0, 12, 2)  # six rows, three twin resets
+    resetter.reset_rows(rows)
+    after = _observations(env)
+    for b, a in zip(before, after, strict=True):
+        assert torch.equal(a[1::2], b[1::2])
+        assert not torch.equal(a[rows], b[rows])
+        # three independent twin resets: the first and last pairs differ
+        assert not torch.equal(a[rows[:2]], a[rows[4:]])
+
+
+def test_twin_of_another_configuration_is_refused():
+    env = _perturbed_env("balance")
+    twin = vmas.make_env("balance", num_envs=4, device="cpu", n_agents=2)
+    with pytest.raises(ValueError, match="do not match"):
+        TwinResetter(env.scenario, twin.scenario, lambda: None)
 
 
 def test_mask_all_false_changes_nothing():
@@ -84,3 +126,17 @@ def test_auto_mode_falls_back_to_loop_for_unblendable_state():
     env.reset()
     td = env.rollout(3)
     assert td["next", "agent_0", "observation"][:, -1, 0].eq(3).all()
+
+
+def test_twin_reset_is_exact_over_many_resets():
+    # Regression: the reset allocates new tensors where it frees old ones, so a freed
+    # tensor's id() can come back; change detection must not trust ids alone.
+    env = _perturbed_env("balance", num_envs=256)
+    twin = vmas.make_env("balance", num_envs=8, device="cpu", seed=1)
+    resetter = TwinResetter(env.scenario, twin.scenario, lambda: twin.scenario.env_reset_world_at(None))
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        rows = torch.randperm(256, generator=generator)[:8].sort().values
+        resetter.reset_rows(rows)
+        for agent_obs, fresh in zip(_observations(env), _observations(twin), strict=True):
+            assert torch.equal(agent_obs[rows], fresh)
