@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
-from torchrl.envs import EnvBase, RewardSum, TransformedEnv
+from torchrl.envs import EnvBase
 
 from harl_torchrl.envs._vmas_state import TwinResetter, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
@@ -55,6 +55,7 @@ class VmasTeamEnv(EnvBase):
         ("next", "terminated")          bool   [B, 1]   the scenario says the episode ended
         ("next", "truncated")           bool   [B, 1]   ``max_steps`` reached
         ("next", "done")                bool   [B, 1]   terminated | truncated
+        ("next", "episode_reward")      float  [B, 1]   team return of the episode so far
 
     Each agent is its own group, so agents of different observation or action sizes
     need no padding. VMAS is built with ``max_steps=None`` and the time limit is
@@ -155,6 +156,7 @@ class VmasTeamEnv(EnvBase):
         self.agent_names = [agent.name for agent in self._env.agents]
         self.group_map = {name: [name] for name in self.agent_names}
         self._step_count = torch.zeros(num_envs, dtype=torch.long, device=device)
+        self._episode_reward = torch.zeros(num_envs, 1, device=device)
         self._twin: TwinResetter | None = None
         self._twin_source = (scenario, continuous_actions, multidiscrete_actions, scenario_kwargs)
         with self._own_rng():
@@ -203,7 +205,9 @@ class VmasTeamEnv(EnvBase):
                 reward=Unbounded(shape=(self.num_envs, 1), device=self.device), shape=(self.num_envs,)
             )
         batch = (self.num_envs,)
-        self.observation_spec = Composite(obs_specs, shape=batch, device=self.device)
+        self.observation_spec = Composite(
+            obs_specs, episode_reward=Unbounded(shape=(*batch, 1), device=self.device), shape=batch, device=self.device
+        )
         self.action_spec = Composite(action_specs, shape=batch, device=self.device)
         self.reward_spec = Composite(
             reward_specs, reward=Unbounded(shape=(*batch, 1), device=self.device), shape=batch, device=self.device
@@ -308,13 +312,16 @@ class VmasTeamEnv(EnvBase):
             with self._local_seed(self._env.vmas_random_state):
                 self._env.scenario.env_reset_world_at(None)
             self._step_count.zero_()
+            self._episode_reward.zero_()
         else:
             mask = mask.reshape(self.num_envs)
             self._partial_reset(mask, self.reset_mode)
             self._step_count.masked_fill_(mask, 0)
+            self._episode_reward.masked_fill_(mask.unsqueeze(-1), 0.0)
         out = TensorDict({}, batch_size=self.batch_size, device=self.device)
         for name, obs in self._observations().items():
             out.set((name, "observation"), obs)
+        out.set("episode_reward", self._episode_reward.clone())
         false = torch.zeros((self.num_envs, 1), dtype=torch.bool, device=self.device)
         out.set("done", false)
         out.set("terminated", false.clone())
@@ -338,8 +345,10 @@ class VmasTeamEnv(EnvBase):
             out.set((name, "observation"), agent_obs)
             out.set((name, "reward"), reward.unsqueeze(-1))
         stacked = torch.stack(rewards, dim=-1)
-        team = stacked.mean(-1) if self.team_reward == "mean" else stacked.sum(-1)
-        out.set("reward", team.unsqueeze(-1))
+        team = (stacked.mean(-1) if self.team_reward == "mean" else stacked.sum(-1)).unsqueeze(-1)
+        out.set("reward", team)
+        self._episode_reward += team
+        out.set("episode_reward", self._episode_reward.clone())
         terminated = terminated.reshape(self.num_envs, 1)
         if self.max_steps is None:
             truncated = torch.zeros_like(terminated)
@@ -372,11 +381,11 @@ def make_vmas_env(
     reset_mode: ResetMode = "auto",
     seed: int | None = None,
     **scenario_kwargs: Any,
-) -> TransformedEnv:
-    """Builds a :class:`VmasTeamEnv` that also tracks each episode's team return.
+) -> VmasTeamEnv:
+    """Builds a :class:`VmasTeamEnv` (keyword-only arguments, the library's defaults).
 
-    The returned env writes ``("next", "episode_reward")``: the running sum of the
-    team reward since the last reset, so that the value at a ``done`` step is the
+    The env writes ``("next", "episode_reward")``, the running sum of the team
+    reward since the last reset, so that its value at a ``done`` step is the
     episode's return.
 
     Args:
@@ -395,7 +404,7 @@ def make_vmas_env(
         >>> env.rollout(3)["next", "episode_reward"].shape
         torch.Size([4, 3, 1])
     """
-    env = VmasTeamEnv(
+    return VmasTeamEnv(
         scenario,
         num_envs=num_envs,
         device=device,
@@ -406,4 +415,3 @@ def make_vmas_env(
         seed=seed,
         **scenario_kwargs,
     )
-    return TransformedEnv(env, RewardSum(in_keys=["reward"], out_keys=["episode_reward"]))
