@@ -90,7 +90,7 @@ def main() -> None:
     parser.add_argument(
         "--overrides",
         nargs="*",
-        default=["env=vmas/balance", "total_frames=600_000"],
+        default=["env=vmas/balance", "total_frames=1_000_000"],
         help="Hydra overrides shared by every run",
     )
     args = parser.parse_args()
