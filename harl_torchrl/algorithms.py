@@ -1,33 +1,59 @@
 """Assembles an on-policy algorithm (losses, optimisers, updater) from its config group.
 
-An algorithm here is nothing but a choice of per-agent loss and update options fed
-to the one :class:`~harl_torchrl.sequential.SequentialUpdater`; this module holds no
-training logic.
+An algorithm here is nothing but a choice of per-agent loss, per-agent trainer and
+critic layout fed to the one :class:`~harl_torchrl.sequential.SequentialUpdater`;
+this module holds no training logic.
+
+=========  =========================  ==============  ===========  ============
+``name``   per-agent loss             trainer         factor       critic
+=========  =========================  ==============  ===========  ============
+happo      :class:`HAPPOLoss`         minibatch Adam  sequential   centralised
+hatrpo     :class:`HATRPOLoss`        trust region    sequential   centralised
+haa2c      :class:`HAA2CLoss`         minibatch Adam  sequential   centralised
+mappo      TorchRL ``ClipPPOLoss``    minibatch Adam  none         centralised
+ippo       TorchRL ``ClipPPOLoss``    minibatch Adam  none         one per agent
+=========  =========================  ==============  ===========  ============
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from tensordict import TensorDictBase
+from torch import nn
 from torchrl.modules import ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, LossModule
 
 from harl_torchrl.errors import ConfigError, require_positive, unknown_choice
 from harl_torchrl.modules import ValueNorm, joint_policy, make_actors, make_central_critic, observation_critic_inputs
-from harl_torchrl.objectives import CentralValueLoss, HAPPOLoss, SharedPolicyLoss
-from harl_torchrl.sequential import CriticTrainer, PolicyTrainer, SequentialUpdater, agent_parameters_by_name
+from harl_torchrl.objectives import CentralValueLoss, HAA2CLoss, HAPPOLoss, HATRPOLoss, SharedPolicyLoss
+from harl_torchrl.sequential import (
+    CriticTrainer,
+    PolicyTrainer,
+    SequentialUpdater,
+    TrustRegionTrainer,
+    agent_parameters_by_name,
+)
 
 
 def _happo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
     return HAPPOLoss(actor, clip_epsilon=cfg["clip_epsilon"], entropy_coeff=cfg["entropy_coeff"])
 
 
+def _haa2c_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
+    return HAA2CLoss(actor, entropy_coeff=cfg["entropy_coeff"])
+
+
+def _hatrpo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
+    return HATRPOLoss(actor, kl_type=cfg.get("kl_type", "exact"), entropy_coeff=cfg.get("entropy_coeff", 0.0))
+
+
 def _clip_ppo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
     # TorchRL's own PPO loss: the advantage arrives normalised once by the updater,
-    # and the centralised critic is trained by its own loss.
+    # and the critic is trained by its own loss.
     return ClipPPOLoss(
         actor,
         critic_network=None,
@@ -50,16 +76,26 @@ class OnPolicyAlgorithm:
             algorithms) or all against the old policies (baselines: with the factor
             fixed at 1, updating agents one by one equals updating them together,
             since each agent's loss depends on its own parameters only).
+        trust_region: one natural-gradient step per agent instead of Adam epochs.
+        per_agent_critics: one critic per agent on its own observation (IPPO)
+            instead of one centralised critic.
+        required: config keys the algorithm cannot do without.
     """
 
     name: str
     make_loss: Callable[[ProbabilisticActor, Mapping[str, Any]], LossModule]
     sequential: bool = True
+    trust_region: bool = False
+    per_agent_critics: bool = False
+    required: tuple[str, ...] = field(default=("actor_lr", "critic_lr", "epochs", "num_minibatches"))
 
 
 ON_POLICY_ALGORITHMS: dict[str, OnPolicyAlgorithm] = {
     "happo": OnPolicyAlgorithm("happo", _happo_loss),
+    "hatrpo": OnPolicyAlgorithm("hatrpo", _hatrpo_loss, trust_region=True, required=("max_kl", "critic_lr")),
+    "haa2c": OnPolicyAlgorithm("haa2c", _haa2c_loss),
     "mappo": OnPolicyAlgorithm("mappo", _clip_ppo_loss, sequential=False),
+    "ippo": OnPolicyAlgorithm("ippo", _clip_ppo_loss, sequential=False, per_agent_critics=True),
 }
 
 
@@ -67,20 +103,24 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> OnPolicyAlgorithm:
     """Checks an ``algo`` config group and returns its algorithm.
 
     Raises:
-        ConfigError: unknown algorithm, or a setting out of range, with the fix.
+        ConfigError: unknown algorithm, a missing or out-of-range setting, or a
+            combination the algorithm does not support, with the fix.
     """
     name = cfg.get("name")
     if name not in ON_POLICY_ALGORITHMS:
         raise unknown_choice("algorithm", name, ON_POLICY_ALGORITHMS)
-    for key in ("actor_lr", "critic_lr", "adam_eps", "clip_epsilon", "epochs", "num_minibatches"):
+    algorithm = ON_POLICY_ALGORITHMS[name]
+    for key in algorithm.required:
+        if key not in cfg:
+            raise ConfigError(f"algo.{key} is required by {name}")
+    for key in ("actor_lr", "critic_lr", "adam_eps", "clip_epsilon", "epochs", "num_minibatches", "max_kl"):
         if key in cfg:
             require_positive(f"algo.{key}", cfg[key])
     for key in ("critic_epochs", "critic_num_minibatches"):
         require_positive(f"algo.{key}", cfg.get(key, 1))
-    if cfg.get("max_grad_norm") is not None:
-        require_positive("algo.max_grad_norm", cfg["max_grad_norm"])
-    if cfg.get("value_clip") is not None:
-        require_positive("algo.value_clip", cfg["value_clip"])
+    for key in ("max_grad_norm", "value_clip"):
+        if cfg.get(key) is not None:
+            require_positive(f"algo.{key}", cfg[key])
     if cfg.get("entropy_coeff", 0.0) < 0:
         raise ConfigError(f"algo.entropy_coeff must be >= 0, got {cfg['entropy_coeff']}")
     gamma, lmbda = cfg.get("gamma", 0.99), cfg.get("gae_lambda", 0.95)
@@ -90,7 +130,6 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> OnPolicyAlgorithm:
         raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {lmbda}")
     if cfg.get("order", "random") not in ("random", "fixed"):
         raise unknown_choice("algo.order", cfg.get("order"), ["random", "fixed"])
-    algorithm = ON_POLICY_ALGORITHMS[name]
     if cfg.get("share_params", False) and algorithm.sequential:
         raise ConfigError(
             f"algo.share_params=true is not possible with {name}: the sequential scheme updates agents one at a "
@@ -100,29 +139,52 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> OnPolicyAlgorithm:
     return algorithm
 
 
+def _policy_trainers(
+    algorithm: OnPolicyAlgorithm, cfg: Mapping[str, Any], losses: Mapping[str, LossModule]
+) -> dict[str, Any]:
+    if algorithm.trust_region:
+        settings = {
+            key: cfg[key]
+            for key in ("max_kl", "cg_iterations", "damping", "line_search_steps", "shrink", "accept_ratio")
+            if key in cfg
+        }
+        return {name: TrustRegionTrainer(loss, **settings) for name, loss in losses.items()}
+    eps = cfg.get("adam_eps", 1e-5)
+    return {
+        name: PolicyTrainer(
+            loss,
+            torch.optim.Adam(loss.parameters(), lr=cfg["actor_lr"], eps=eps),
+            epochs=cfg["epochs"],
+            num_minibatches=cfg["num_minibatches"],
+            max_grad_norm=cfg.get("max_grad_norm"),
+        )
+        for name, loss in losses.items()
+    }
+
+
 def build_on_policy_updater(
     cfg: Mapping[str, Any],
     actors: Mapping[str, ProbabilisticActor],
-    critic_loss: CentralValueLoss,
+    critic_losses: CentralValueLoss | Mapping[str, CentralValueLoss],
     *,
     seed: int | None = None,
 ) -> SequentialUpdater:
-    """Builds the per-agent losses, optimisers and the :class:`SequentialUpdater`.
+    """Builds the per-agent losses and trainers, the critic trainers and the updater.
 
-    Each agent gets its own Adam over its own parameters (a shared Adam over stacked
-    weights would move agents that are not being updated). With
+    Each agent gets its own optimiser over its own parameters (a shared Adam over
+    stacked weights would move agents that are not being updated). With
     ``share_params: true`` (baselines only) one loss averages every agent's objective
     and one Adam steps the shared weights; its diagnostics appear under ``"shared"``.
 
     Args:
         cfg: the ``algo`` config group (see ``recipes/conf/algo/*.yaml``).
         actors: ``{agent: actor}``.
-        critic_loss: the centralised value loss (with its value estimator).
+        critic_losses: the centralised value loss, or ``{agent: loss}`` for per-agent
+            critics (IPPO), each with its value estimator.
         seed: seed of the updater's generator.
 
     Returns:
-        The updater; its ``agents[name].optimizer`` and ``critic.optimizer`` are the
-        optimisers to checkpoint.
+        The updater; its trainers' ``optimizer`` attributes are what to checkpoint.
 
     Example:
         >>> from torchrl.data import Bounded
@@ -136,35 +198,33 @@ def build_on_policy_updater(
         'random'
     """
     algorithm = validate_algo_config(cfg)
-    eps = cfg.get("adam_eps", 1e-5)
+    losses = {name: algorithm.make_loss(actor, cfg) for name, actor in actors.items()}
+    if algorithm.per_agent_critics:
+        for name, loss in losses.items():
+            loss.set_keys(advantage=(name, "advantage"))
+    if cfg.get("share_params", False):
+        # one objective over every agent's samples and one optimiser for the shared weights
+        trainers = _policy_trainers(algorithm, cfg, {"shared": SharedPolicyLoss(losses)})
+    else:
+        agent_parameters_by_name(actors)  # refuses parameters shared between agents
+        trainers = _policy_trainers(algorithm, cfg, losses)
 
-    def trainer(loss: LossModule) -> PolicyTrainer:
-        optimizer = torch.optim.Adam(loss.parameters(), lr=cfg["actor_lr"], eps=eps)
-        return PolicyTrainer(
+    def critic_trainer(loss: CentralValueLoss) -> CriticTrainer:
+        return CriticTrainer(
             loss,
-            optimizer,
-            epochs=cfg["epochs"],
-            num_minibatches=cfg["num_minibatches"],
+            torch.optim.Adam(loss.critic_network.parameters(), lr=cfg["critic_lr"], eps=cfg.get("adam_eps", 1e-5)),
+            epochs=cfg.get("critic_epochs", cfg.get("epochs", 5)),
+            num_minibatches=cfg.get("critic_num_minibatches", cfg.get("num_minibatches", 1)),
             max_grad_norm=cfg.get("max_grad_norm"),
         )
 
-    if cfg.get("share_params", False):
-        # one objective over every agent's samples and one optimiser for the shared weights
-        shared = SharedPolicyLoss({name: algorithm.make_loss(actor, cfg) for name, actor in actors.items()})
-        trainers = {"shared": trainer(shared)}
+    if isinstance(critic_losses, Mapping):
+        critics: Any = {name: critic_trainer(loss) for name, loss in critic_losses.items()}
     else:
-        agent_parameters_by_name(actors)  # refuses parameters shared between agents
-        trainers = {name: trainer(algorithm.make_loss(actor, cfg)) for name, actor in actors.items()}
-    critic_trainer = CriticTrainer(
-        critic_loss,
-        torch.optim.Adam(critic_loss.critic_network.parameters(), lr=cfg["critic_lr"], eps=eps),
-        epochs=cfg.get("critic_epochs", cfg["epochs"]),
-        num_minibatches=cfg.get("critic_num_minibatches", cfg["num_minibatches"]),
-        max_grad_norm=cfg.get("max_grad_norm"),
-    )
+        critics = critic_trainer(critic_losses)
     return SequentialUpdater(
         trainers,
-        critic_trainer,
+        critics,
         order=cfg.get("order", "random") if algorithm.sequential else "fixed",
         use_factor=algorithm.sequential,
         seed=seed,
@@ -177,18 +237,37 @@ class OnPolicyComponents:
 
     Attributes:
         actors: ``{agent: actor}``.
-        policy: the joint policy (every actor in turn) to collect with.
-        critic: the centralised critic (writes ``"state_value_normalized"`` and
-            ``"state_value"``).
-        critic_loss: its loss, with GAE set up (``compute_advantage``).
+        policy: the joint policy (every actor) to collect with.
+        critic: the critic module (a :class:`~torch.nn.ModuleDict` of per-agent
+            critics for IPPO).
+        critic_losses: ``{name: value loss}`` (``{"central": loss}`` for a
+            centralised critic), each with GAE set up.
         updater: the sequential updater holding every loss and optimiser.
     """
 
     actors: dict[str, ProbabilisticActor]
-    policy: torch.nn.Module
-    critic: torch.nn.Module
-    critic_loss: CentralValueLoss
+    policy: nn.Module
+    critic: nn.Module
+    critic_losses: dict[str, CentralValueLoss]
     updater: SequentialUpdater
+
+    def compute_advantage(self, batch: TensorDictBase) -> TensorDictBase:
+        """Runs every critic and GAE on ``batch`` (in place)."""
+        for loss in self.critic_losses.values():
+            loss.compute_advantage(batch)
+        return batch
+
+
+def _value_loss(critic: nn.Module, value_norm: ValueNorm | None, cfg: Mapping[str, Any]) -> CentralValueLoss:
+    loss = CentralValueLoss(
+        critic,
+        value_norm=value_norm,
+        clip_value=cfg.get("value_clip", 0.2),
+        loss_type=cfg.get("value_loss", "huber"),
+        huber_delta=cfg.get("huber_delta", 10.0),
+    )
+    loss.make_value_estimator(gamma=cfg.get("gamma", 0.99), lmbda=cfg.get("gae_lambda", 0.95))
+    return loss
 
 
 def make_on_policy_components(
@@ -199,7 +278,7 @@ def make_on_policy_components(
     device: torch.device | str = "cpu",
     seed: int | None = None,
 ) -> OnPolicyComponents:
-    """Builds actors, centralised critic, losses and updater for an env.
+    """Builds actors, critic(s), losses and updater for an env.
 
     Args:
         algo_cfg: the ``algo`` config group.
@@ -218,21 +297,38 @@ def make_on_policy_components(
         >>> sorted(parts.actors)
         ['agent_0', 'agent_1']
     """
-    validate_algo_config(algo_cfg)
+    algorithm = validate_algo_config(algo_cfg)
     model = {k: v for k, v in dict(model_cfg).items() if k != "name"}
     actors = make_actors(env, share_params=algo_cfg.get("share_params", False), **model)
     policy = joint_policy(actors).to(device)
-    value_norm = ValueNorm() if algo_cfg.get("value_norm", True) else None
-    critic_keys, critic_features = observation_critic_inputs(env)
     trunk = {k: model[k] for k in ("hidden_sizes", "activation", "feature_norm") if k in model}
-    critic = make_central_critic(critic_keys, critic_features, value_norm=value_norm, **trunk).to(device)
-    critic_loss = CentralValueLoss(
-        critic,
-        value_norm=value_norm,
-        clip_value=algo_cfg.get("value_clip", 0.2),
-        loss_type=algo_cfg.get("value_loss", "huber"),
-        huber_delta=algo_cfg.get("huber_delta", 10.0),
-    )
-    critic_loss.make_value_estimator(gamma=algo_cfg.get("gamma", 0.99), lmbda=algo_cfg.get("gae_lambda", 0.95))
-    updater = build_on_policy_updater(algo_cfg, actors, critic_loss, seed=seed)
-    return OnPolicyComponents(actors, policy, critic, critic_loss, updater)
+    use_norm = algo_cfg.get("value_norm", True)
+    if algorithm.per_agent_critics:
+        critics, critic_losses = {}, {}
+        for name in actors:
+            norm = ValueNorm() if use_norm else None
+            obs_dim = env.full_observation_spec_unbatched[name, "observation"].shape[-1]
+            critics[name] = make_central_critic(
+                [(name, "observation")],
+                obs_dim,
+                value_norm=norm,
+                value_keys=((name, "state_value_normalized"), (name, "state_value")),
+                **trunk,
+            ).to(device)
+            loss = _value_loss(critics[name], norm, algo_cfg)
+            loss.set_keys(
+                value=(name, "state_value"),
+                value_normalized=(name, "state_value_normalized"),
+                advantage=(name, "advantage"),
+                value_target=(name, "value_target"),
+            )
+            critic_losses[name] = loss
+        critic: nn.Module = nn.ModuleDict(critics)
+        updater = build_on_policy_updater(algo_cfg, actors, critic_losses, seed=seed)
+    else:
+        norm = ValueNorm() if use_norm else None
+        critic_keys, critic_features = observation_critic_inputs(env)
+        critic = make_central_critic(critic_keys, critic_features, value_norm=norm, **trunk).to(device)
+        critic_losses = {"central": _value_loss(critic, norm, algo_cfg)}
+        updater = build_on_policy_updater(algo_cfg, actors, critic_losses["central"], seed=seed)
+    return OnPolicyComponents(actors, policy, critic, critic_losses, updater)

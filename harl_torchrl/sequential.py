@@ -26,6 +26,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from harl_torchrl.errors import ConfigError, require_positive
+from harl_torchrl.trust_region import trust_region_step
 
 Order = Literal["random", "fixed"]
 
@@ -150,6 +151,76 @@ class CriticTrainer(PolicyTrainer):
         return super().train(batch, generator)
 
 
+class TrustRegionTrainer:
+    r"""Updates one agent's policy by one natural-gradient step (HATRPO).
+
+    Uses the loss's ``surrogate(td)`` and ``mean_kl(td)`` (a
+    :class:`~harl_torchrl.objectives.HATRPOLoss`) on the whole batch and
+    :func:`~harl_torchrl.trust_region.trust_region_step`.
+
+    Args:
+        loss: the agent's :class:`~harl_torchrl.objectives.HATRPOLoss`.
+        max_kl: trust region :math:`\delta` (reference: 0.01).
+        cg_iterations: conjugate-gradient iterations (reference: 10).
+        damping: Fisher damping (reference: 0.1).
+        line_search_steps: backtracking tries (reference: 10).
+        shrink: backtracking factor (reference: 0.8).
+        accept_ratio: minimum actual/expected improvement (reference: 0.5).
+    """
+
+    optimizer = None  # nothing to checkpoint: the step keeps no state
+
+    def __init__(
+        self,
+        loss: TensorDictModuleBase,
+        *,
+        max_kl: float = 0.01,
+        cg_iterations: int = 10,
+        damping: float = 0.1,
+        line_search_steps: int = 10,
+        shrink: float = 0.8,
+        accept_ratio: float = 0.5,
+    ) -> None:
+        require_positive("max_kl", max_kl)
+        require_positive("cg_iterations", cg_iterations)
+        require_positive("line_search_steps", line_search_steps)
+        if damping < 0:
+            raise ConfigError(f"damping must be >= 0, got {damping}")
+        if not 0.0 < shrink < 1.0:
+            raise ConfigError(f"shrink must be in (0, 1), got {shrink}")
+        if not 0.0 <= accept_ratio <= 1.0:
+            raise ConfigError(f"accept_ratio must be in [0, 1], got {accept_ratio}")
+        self.loss = loss
+        self.settings = {
+            "max_kl": max_kl,
+            "cg_iterations": cg_iterations,
+            "damping": damping,
+            "line_search_steps": line_search_steps,
+            "shrink": shrink,
+            "accept_ratio": accept_ratio,
+        }
+
+    def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
+        """One trust-region step on the whole batch; returns its diagnostics."""
+        params = [p for p in self.loss.actor_network.parameters() if p.requires_grad]
+        result = trust_region_step(
+            params, lambda: self.loss.surrogate(batch), lambda: self.loss.mean_kl(batch), **self.settings
+        )
+        with torch.no_grad():
+            out = self.loss(batch)
+        out.update(
+            {
+                "accepted": torch.tensor(float(result.accepted)),
+                "kl": torch.tensor(result.kl),
+                "line_search_steps": torch.tensor(float(result.line_search_steps)),
+                "expected_improvement": torch.tensor(result.expected_improvement),
+                "actual_improvement": torch.tensor(result.actual_improvement),
+                "step_norm": torch.tensor(result.step_norm),
+            }
+        )
+        return out
+
+
 def normalize_advantage(advantage: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """``(A - mean(A)) / (std(A) + eps)`` over the whole batch (the reference's normalisation)."""
     return (advantage - advantage.mean()) / (advantage.std() + eps)
@@ -162,13 +233,14 @@ class SequentialUpdater:
     :mod:`harl_torchrl.sequential`:
 
     1. normalise the advantage once over the batch (never per agent, which would
-       undo the factor);
+       undo the factor; baselines with per-agent critics have one advantage entry
+       per agent, each normalised once);
     2. draw the order (``"random"``: a fresh permutation per call from the
        updater's own seeded generator; ``"fixed"``: the order of ``agents``);
     3. for each agent in turn: write the current factor ``M`` to ``factor_key``,
        run its trainer, then multiply ``M`` by ``exp(logp_new - logp_old)`` of its
        stored actions, without gradient;
-    4. train the critic (if given) on the same batch.
+    4. train the critic (or each critic) on the same batch.
 
     The batch passed in is not modified (a shallow copy carries the normalised
     advantage and the factor).
@@ -178,15 +250,16 @@ class SequentialUpdater:
             ``log_prob(td)`` and ``tensor_keys.sample_log_prob`` (any
             :class:`~harl_torchrl.objectives.HAPolicyLoss`) and a
             ``train(batch, generator)`` method (:class:`PolicyTrainer`).
-        critic: the critic's trainer (:class:`CriticTrainer`), or ``None`` when the
-            caller trains it.
+        critic: the critic's trainer (:class:`CriticTrainer`), a mapping of several
+            (decentralised critics, e.g. IPPO), or ``None`` when the caller trains it.
         order: ``"random"`` (default, the paper's scheme) or ``"fixed"``.
         seed: seed of the updater's generator (order and minibatch shuffles);
             ``None`` draws one from torch's global generator.
         use_factor: ``False`` keeps ``M = 1`` for every agent (simultaneous-update
             baselines such as MAPPO/IPPO run through the same loop).
         normalize_advantage: normalise the advantage once per iteration.
-        advantage_key: where the advantage is read.
+        advantage_key: where the advantage is read when a loss does not say
+            (losses with ``tensor_keys.advantage`` name their own).
         factor_key: where the factor is written.
 
     Example:
@@ -214,7 +287,7 @@ class SequentialUpdater:
     def __init__(
         self,
         agents: Mapping[str, AgentTrainer],
-        critic: AgentTrainer | None,
+        critic: AgentTrainer | Mapping[str, AgentTrainer] | None,
         *,
         order: Order = "random",
         seed: int | None = None,
@@ -238,6 +311,12 @@ class SequentialUpdater:
         self.normalize_advantage = normalize_advantage
         self.advantage_key = advantage_key
         self.factor_key = factor_key
+        self.advantage_keys = _unique([k for t in self.agents.values() for k in _advantage_keys(t.loss, advantage_key)])
+        if use_factor and len(self.advantage_keys) != 1:
+            raise ConfigError(
+                f"the sequential factor needs one joint advantage shared by every agent, but the losses read "
+                f"{self.advantage_keys}; use a centralised critic, or use_factor=False for independent learners"
+            )
         if seed is None:
             seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
         self.generator = torch.Generator().manual_seed(seed)
@@ -264,11 +343,10 @@ class SequentialUpdater:
             order they were updated (also in :attr:`last_order` by name).
         """
         batch = batch.copy()
-        advantage = batch.get(self.advantage_key)
         if self.normalize_advantage:
-            advantage = normalize_advantage(advantage)
-            batch.set(self.advantage_key, advantage)
-        factor = torch.ones_like(advantage)
+            for key in self.advantage_keys:
+                batch.set(key, normalize_advantage(batch.get(key)))
+        factor = torch.ones_like(batch.get(self.advantage_keys[0]))
         order = self.draw_order()
         diagnostics = TensorDict({})
         for name in order:
@@ -279,7 +357,10 @@ class SequentialUpdater:
                 factor = self._next_factor(trainer, batch, factor)
             agent_diagnostics.set("factor_after", factor.mean())
             diagnostics.set(name, agent_diagnostics)
-        if self.critic is not None:
+        if isinstance(self.critic, Mapping):
+            for name, critic in self.critic.items():
+                diagnostics.set(("critic", name), critic.train(batch, self.generator))
+        elif self.critic is not None:
             diagnostics.set("critic", self.critic.train(batch, self.generator))
         diagnostics.set("order", torch.tensor([self.agent_names.index(n) for n in order]))
         self.last_order = order
@@ -300,6 +381,25 @@ class SequentialUpdater:
     def load_state_dict(self, state: dict) -> None:
         """Restores :meth:`state_dict`."""
         self.generator.set_state(state["generator"])
+
+
+def _advantage_keys(loss: nn.Module, default: NestedKey) -> list[NestedKey]:
+    """The advantage entries a loss reads (recursing into losses that combine others)."""
+    keys = getattr(getattr(loss, "tensor_keys", None), "advantage", None)
+    if keys is not None:
+        return [keys]
+    children = getattr(loss, "losses", None)
+    if isinstance(children, Mapping):
+        return [k for child in children.values() for k in _advantage_keys(child, default)]
+    return [default]
+
+
+def _unique(keys: Sequence[NestedKey]) -> list[NestedKey]:
+    seen: list[NestedKey] = []
+    for key in keys:
+        if key not in seen:
+            seen.append(key)
+    return seen
 
 
 def agent_parameters_by_name(modules: Mapping[str, nn.Module]) -> dict[str, Sequence[nn.Parameter]]:

@@ -66,8 +66,8 @@ def on_policy_state(
     return {
         "actors": {name: actor.state_dict() for name, actor in actors.items()},
         "critic": critic.state_dict(),
-        "actor_optimizers": {name: t.optimizer.state_dict() for name, t in updater.agents.items()},
-        "critic_optimizer": updater.critic.optimizer.state_dict() if updater.critic is not None else {},
+        "actor_optimizers": _optimizer_states(updater.agents),
+        "critic_optimizers": _optimizer_states(_critic_trainers(updater)),
         "updater": updater.state_dict(),
         "rng": rng_state(),
         "frames": frames,
@@ -91,13 +91,30 @@ def load_on_policy_state(
         )
     for name, actor in actors.items():
         actor.load_state_dict(state["actors"][name])
-        updater.agents[name].optimizer.load_state_dict(state["actor_optimizers"][name])
     critic.load_state_dict(state["critic"])
-    if updater.critic is not None:
-        updater.critic.optimizer.load_state_dict(state["critic_optimizer"])
+    for trainers, saved in ((updater.agents, "actor_optimizers"), (_critic_trainers(updater), "critic_optimizers")):
+        for name, trainer in trainers.items():
+            if getattr(trainer, "optimizer", None) is not None:
+                trainer.optimizer.load_state_dict(state[saved][name])
     updater.load_state_dict(state["updater"])
     set_rng_state(state["rng"])
     return int(state["frames"]), int(state["iteration"])
+
+
+def _critic_trainers(updater: SequentialUpdater) -> dict[str, Any]:
+    critic = updater.critic
+    if critic is None:
+        return {}
+    return dict(critic) if isinstance(critic, Mapping) else {"central": critic}
+
+
+def _optimizer_states(trainers: Mapping[str, Any]) -> dict[str, Any]:
+    """Optimiser states by trainer name (trust-region trainers have none)."""
+    return {
+        name: trainer.optimizer.state_dict()
+        for name, trainer in trainers.items()
+        if getattr(trainer, "optimizer", None) is not None
+    }
 
 
 def parameters_digest(modules: Mapping[str, nn.Module]) -> dict[str, torch.Tensor]:

@@ -103,7 +103,7 @@ class Training:
         _sync(self.device)
         collect = time.perf_counter() - start
         start = time.perf_counter()
-        self.parts.critic_loss.compute_advantage(batch)
+        self.parts.compute_advantage(batch)
         self.parts.updater.update(batch)
         _sync(self.device)
         update = time.perf_counter() - start

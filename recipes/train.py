@@ -85,7 +85,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     for batch in collector:
         collect_time = time.perf_counter() - collect_start
         update_start = time.perf_counter()
-        parts.critic_loss.compute_advantage(batch)
+        parts.compute_advantage(batch)
         diagnostics = parts.updater.update(batch)
         update_time = time.perf_counter() - update_start
         frames += batch.numel()

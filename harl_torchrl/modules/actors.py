@@ -16,7 +16,7 @@ from torchrl.modules import IndependentNormal, ProbabilisticActor
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.batched import BatchedJointPolicy
-from harl_torchrl.modules.distributions import MaskedCategorical
+from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 
 
@@ -76,6 +76,7 @@ def make_agent_actor(
     std_x_coef: float = 1.0,
     std_y_coef: float = 0.5,
     observation_key: str = "observation",
+    mask_key: str | None = None,
 ) -> ProbabilisticActor:
     """Builds one agent's stochastic actor.
 
@@ -91,7 +92,8 @@ def make_agent_actor(
         agent: the agent's group name.
         observation_dim: size of its observation.
         action_spec: its unbatched or batched action spec: ``Bounded``/``Unbounded``
-            (Gaussian) or ``Categorical`` (categorical).
+            (Gaussian; bounds are enforced by the environment, which clips, as in the
+            reference implementation), ``Categorical`` or ``MultiCategorical``.
         hidden_sizes: trunk widths.
         activation: trunk activation.
         feature_norm: LayerNorm the observation first.
@@ -99,6 +101,10 @@ def make_agent_actor(
         std_x_coef: Gaussian std parameterisation (see :class:`GaussianHead`).
         std_y_coef: Gaussian std parameterisation.
         observation_key: name of the observation entry inside the agent's group.
+        mask_key: name of the boolean action-availability entry inside the agent's
+            group (``"action_mask"``, ``[B, n]`` or ``[B, sum(nvec)]``) for discrete
+            actions; unavailable actions are never sampled and have probability zero
+            in log-probabilities, entropies and KLs.
 
     Returns:
         A :class:`~torchrl.modules.ProbabilisticActor` with ``return_log_prob=True``.
@@ -127,20 +133,27 @@ def make_agent_actor(
             return_log_prob=True,
             default_interaction_type=InteractionType.RANDOM,
         )
-    if isinstance(action_spec, Categorical) and not isinstance(action_spec, MultiCategorical):
-        head = orthogonal_(nn.Linear(trunk.out_features, action_spec.space.n), output_gain)
+    if isinstance(action_spec, Categorical):
+        multi = isinstance(action_spec, MultiCategorical)
+        nvec = [int(n) for n in action_spec.nvec.reshape(-1, action_spec.nvec.shape[-1])[0]] if multi else None
+        n_logits = sum(nvec) if multi else action_spec.space.n
+        head = orthogonal_(nn.Linear(trunk.out_features, n_logits), output_gain)
         module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "logits")])
+        dist_keys = {"logits": (agent, "logits")}
+        if mask_key is not None:
+            dist_keys["mask"] = (agent, mask_key)
         return ProbabilisticActor(
             module,
-            in_keys={"logits": (agent, "logits")},
+            in_keys=dist_keys,
             out_keys=[(agent, "action")],
-            distribution_class=MaskedCategorical,
+            distribution_class=MaskedMultiCategorical if multi else MaskedCategorical,
+            distribution_kwargs={"nvec": nvec} if multi else None,
             return_log_prob=True,
             default_interaction_type=InteractionType.RANDOM,
         )
     raise ConfigError(
         f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
-        "support yet; supported: Bounded/Unbounded (continuous) and Categorical (discrete)"
+        "support; supported: Bounded/Unbounded (continuous), Categorical and MultiCategorical (discrete)"
     )
 
 
@@ -165,7 +178,10 @@ def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str,
     for agent in env.group_map:
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
-        actor = make_agent_actor(agent, obs_spec.shape[-1], action_spec, **actor_kwargs)
+        has_mask = "action_mask" in env.full_observation_spec_unbatched[agent].keys()
+        actor = make_agent_actor(
+            agent, obs_spec.shape[-1], action_spec, mask_key="action_mask" if has_mask else None, **actor_kwargs
+        )
         if share_params:
             if shared_net is None:
                 shared_net = actor.module[0].module

@@ -35,7 +35,7 @@ def _signature(actor: ProbabilisticActor) -> tuple:
         type(net_module.module),
         shapes,
         prob.distribution_class,
-        tuple(sorted(prob.distribution_kwargs.items())) if prob.distribution_kwargs else (),
+        repr(sorted(prob.distribution_kwargs.items())) if prob.distribution_kwargs else "",
         tuple(k[-1] if isinstance(k, tuple) else k for k in net_module.in_keys),
         tuple(k[-1] if isinstance(k, tuple) else k for k in net_module.out_keys),
         tuple(prob.dist_keys),
@@ -57,12 +57,16 @@ class _AgentGroup(nn.Module):
         self.out_keys = [list(actor.module[0].out_keys) for actor in actors]
         prob = template.module[-1]
         self.prob = prob
-        # distribution kwarg -> position of the net output feeding it
+        # distribution kwarg -> position of the net output feeding it, or, for inputs
+        # the net does not produce (an action mask), each agent's own key
         out_names = [k[-1] if isinstance(k, tuple) else k for k in template.module[0].out_keys]
-        self.dist_inputs = {
-            kwarg: out_names.index(key[-1] if isinstance(key, tuple) else key)
-            for kwarg, key in zip(prob.dist_keys, prob.in_keys, strict=True)
-        }
+        self.dist_inputs, self.dist_data = {}, {}
+        for position, (kwarg, key) in enumerate(zip(prob.dist_keys, prob.in_keys, strict=True)):
+            name = key[-1] if isinstance(key, tuple) else key
+            if name in out_names:
+                self.dist_inputs[kwarg] = out_names.index(name)
+            else:
+                self.dist_data[kwarg] = [actor.module[-1].in_keys[position] for actor in actors]
         self.action_keys = [actor.module[-1].out_keys[0] for actor in actors]
         self.log_prob_keys = [actor.log_prob_keys[0] for actor in actors]
         # Optimisers and load_state_dict update parameters in place, so these
@@ -99,13 +103,18 @@ class _AgentGroup(nn.Module):
             else tensordict.device is not None and tensordict.device.type == "cuda"
         )
         outputs = self._vmapped(tensordict) if use_vmap else self._looped(tensordict)
+        agent_dim = tensordict.batch_dims
+        data = {
+            kwarg: torch.stack([tensordict.get(key) for key in keys], dim=agent_dim)
+            for kwarg, keys in self.dist_data.items()
+        }
         dist = self.prob.distribution_class(
             **{kwarg: outputs[index] for kwarg, index in self.dist_inputs.items()},
+            **data,
             **(self.prob.distribution_kwargs or {}),
         )
         action = self.prob._dist_sample(dist, interaction_type=interaction_type())
         log_prob = dist.log_prob(action)
-        agent_dim = tensordict.batch_dims
         for i in range(len(self.names)):
             for key, out in zip(self.out_keys[i], outputs, strict=True):
                 tensordict.set(key, out.select(agent_dim, i))

@@ -57,6 +57,7 @@ def make_central_critic(
     hidden_sizes: Sequence[int] = (128, 128),
     activation: str = "relu",
     feature_norm: bool = True,
+    value_keys: tuple[NestedKey, NestedKey] = ("state_value_normalized", "state_value"),
 ) -> TensorDictSequential:
     """Builds the centralised critic as a two-step TensorDict module.
 
@@ -72,6 +73,9 @@ def make_central_critic(
         hidden_sizes: trunk widths.
         activation: trunk activation.
         feature_norm: LayerNorm the input first.
+        value_keys: where to write the normalised and the return-unit values (e.g.
+            ``((agent, "state_value_normalized"), (agent, "state_value"))`` for a
+            per-agent critic).
 
     Example:
         >>> from tensordict import TensorDict
@@ -83,9 +87,9 @@ def make_central_critic(
     net = TensorDictModule(
         CentralValueNet(in_features, hidden_sizes, activation, feature_norm),
         in_keys=list(in_keys),
-        out_keys=["state_value_normalized"],
+        out_keys=[value_keys[0]],
     )
-    denorm = TensorDictModule(Denormalize(value_norm), in_keys=["state_value_normalized"], out_keys=["state_value"])
+    denorm = TensorDictModule(Denormalize(value_norm), in_keys=[value_keys[0]], out_keys=[value_keys[1]])
     return TensorDictSequential(net, denorm)
 
 

@@ -1,8 +1,18 @@
 """TorchRL loss modules of the heterogeneous-agent algorithms."""
 
 from harl_torchrl.objectives.common import HAPolicyLoss
+from harl_torchrl.objectives.haa2c import HAA2CLoss
 from harl_torchrl.objectives.happo import HAPPOLoss
+from harl_torchrl.objectives.hatrpo import HATRPOLoss, reference_logit_kl
 from harl_torchrl.objectives.shared import SharedPolicyLoss
 from harl_torchrl.objectives.value import CentralValueLoss
 
-__all__ = ["CentralValueLoss", "HAPPOLoss", "HAPolicyLoss", "SharedPolicyLoss"]
+__all__ = [
+    "CentralValueLoss",
+    "HAA2CLoss",
+    "HAPPOLoss",
+    "HAPolicyLoss",
+    "HATRPOLoss",
+    "SharedPolicyLoss",
+    "reference_logit_kl",
+]

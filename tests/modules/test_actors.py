@@ -2,7 +2,7 @@ import pytest
 import torch
 from games import MatrixGameEnv, trap_payoff
 from tensordict import TensorDict
-from torchrl.data import Bounded, Categorical, MultiCategorical
+from torchrl.data import Bounded, Categorical, MultiCategorical, OneHot
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from harl_torchrl.errors import ConfigError
@@ -40,8 +40,22 @@ def test_categorical_actor():
 
 
 def test_unsupported_action_spec_is_refused():
-    with pytest.raises(ConfigError, match="MultiCategorical"):
-        make_agent_actor("a", 5, MultiCategorical(nvec=[2, 3]))
+    with pytest.raises(ConfigError, match="OneHot"):
+        make_agent_actor("a", 5, OneHot(4))
+
+
+def test_multi_discrete_actor():
+    actor = make_agent_actor("a", 5, MultiCategorical(nvec=[2, 3]))
+    td = actor(TensorDict({("a", "observation"): torch.randn(6, 5)}, [6]))
+    assert td["a", "action"].shape == (6, 2)
+    assert (td["a", "action"][:, 0] < 2).all() and (td["a", "action"][:, 1] < 3).all()
+    dist = actor.get_dist(td)
+    expected = sum(
+        torch.distributions.Categorical(logits=lg).log_prob(td["a", "action"][:, i])
+        for i, lg in enumerate(td["a", "logits"].split([2, 3], -1))
+    )
+    torch.testing.assert_close(dist.log_prob(td["a", "action"]), expected)
+    torch.testing.assert_close(td["a", "action_log_prob"], expected)
 
 
 def test_masked_categorical_never_samples_masked_actions():
