@@ -54,7 +54,9 @@ def test_fisher_vector_product_matches_the_explicit_hessian(head):
 
     actor.double()
     explicit = torch.autograd.functional.hessian(mean_kl_of, theta0)
-    fvp = fisher_vector_product(loss.mean_kl(td.apply(lambda t: t.double() if t.is_floating_point() else t)), params, 0.1)
+    fvp = fisher_vector_product(
+        loss.mean_kl(td.apply(lambda t: t.double() if t.is_floating_point() else t)), params, 0.1
+    )
     v = torch.randn_like(theta0)
     torch.testing.assert_close(fvp(v), explicit @ v + 0.1 * v, rtol=1e-6, atol=1e-9)
     assert explicit.abs().sum() > 0
@@ -64,7 +66,9 @@ def test_fisher_vector_product_matches_the_explicit_hessian(head):
 def test_full_step_has_quadratic_kl_equal_to_delta(head):
     actor, td = _batch(SPECS[head])
     loss = HATRPOLoss(actor)
-    result = trust_region_step(list(actor.parameters()), lambda: loss.surrogate(td), lambda: loss.mean_kl(td), max_kl=0.02)
+    result = trust_region_step(
+        list(actor.parameters()), lambda: loss.surrogate(td), lambda: loss.mean_kl(td), max_kl=0.02
+    )
     assert result.quadratic_kl == pytest.approx(0.02, rel=1e-4)
 
 

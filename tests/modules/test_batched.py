@@ -57,7 +57,10 @@ def test_masks_are_honoured():
 
 
 def test_agents_of_different_shapes_run_separately():
-    actors = {"a": make_agent_actor("a", 4, Bounded(-1.0, 1.0, shape=(2,))), "b": make_agent_actor("b", 4, Categorical(3))}
+    actors = {
+        "a": make_agent_actor("a", 4, Bounded(-1.0, 1.0, shape=(2,))),
+        "b": make_agent_actor("b", 4, Categorical(3)),
+    }
     policy = BatchedJointPolicy(actors)
     assert len(policy.groups) == 0 and len(policy.singles) == 2
     with torch.no_grad():
