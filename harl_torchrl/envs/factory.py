@@ -7,9 +7,9 @@ from typing import Any
 
 from torchrl.envs import EnvBase
 
-from harl_torchrl.errors import unknown_choice
+from harl_torchrl.errors import ConfigError, unknown_choice
 
-FAMILIES = ("vmas",)
+FAMILIES = ("vmas", "pettingzoo", "mamujoco")
 
 
 def make_env(
@@ -21,13 +21,19 @@ def make_env(
         env_cfg: the ``env`` config group: ``family`` plus the family's settings
             (for ``vmas``: ``scenario``, ``num_envs``, ``max_steps``,
             ``continuous_actions``, ``team_reward``, ``reset_mode``,
-            ``scenario_kwargs``).
+            ``scenario_kwargs``; for ``pettingzoo`` (MPE): ``scenario``,
+            ``num_envs``, ``max_steps``, ``continuous_actions``, ``scenario_kwargs``;
+            for ``mamujoco``: ``scenario``, ``agent_conf``, ``num_envs``,
+            ``max_steps``, ``obs_mode``, ``agent_obsk``, ``env_kwargs``). The
+            ``pettingzoo`` and ``mamujoco`` modules are imported only when used, so
+            a missing optional package fails only for its own family.
         num_envs: overrides ``env_cfg["num_envs"]`` (evaluation envs use their own).
         seed: the env's seed.
         device: where the env runs.
 
     Raises:
         ConfigError: unknown family, scenario or setting.
+        MissingDependencyError: the family's optional packages are not installed.
 
     Example:
         >>> env = make_env({"family": "vmas", "scenario": "balance", "num_envs": 2, "scenario_kwargs": {"n_agents": 2}})
@@ -50,5 +56,33 @@ def make_env(
             reset_mode=env_cfg.get("reset_mode", "auto"),
             seed=seed,
             **dict(env_cfg.get("scenario_kwargs") or {}),
+        )
+    if family == "pettingzoo":
+        from harl_torchrl.envs.pettingzoo import make_pettingzoo_env
+
+        return make_pettingzoo_env(
+            env_cfg["scenario"],
+            num_envs=num_envs if num_envs is not None else env_cfg.get("num_envs", 32),
+            max_steps=env_cfg.get("max_steps", 25),
+            continuous_actions=env_cfg.get("continuous_actions", True),
+            seed=seed,
+            device=device,
+            **dict(env_cfg.get("scenario_kwargs") or {}),
+        )
+    if family == "mamujoco":
+        from harl_torchrl.envs.mamujoco import make_mamujoco_env
+
+        if "agent_conf" not in env_cfg:
+            raise ConfigError("a mamujoco env config needs agent_conf, e.g. env.agent_conf=2x3")
+        return make_mamujoco_env(
+            env_cfg["scenario"],
+            str(env_cfg["agent_conf"]),
+            num_envs=num_envs if num_envs is not None else env_cfg.get("num_envs", 8),
+            max_steps=env_cfg.get("max_steps", 1000),
+            obs_mode=env_cfg.get("obs_mode", "local"),
+            agent_obsk=env_cfg.get("agent_obsk", 1),
+            seed=seed,
+            device=device,
+            **dict(env_cfg.get("env_kwargs") or {}),
         )
     raise AssertionError("unreachable")  # pragma: no cover
