@@ -23,12 +23,22 @@ from typing import Any
 
 import torch
 from tensordict import TensorDictBase
+from tensordict.nn import TensorDictSequential
 from torch import nn
+from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.modules import ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, LossModule
 
 from harl_torchrl.errors import ConfigError, require_positive, unknown_choice
-from harl_torchrl.modules import ValueNorm, joint_policy, make_actors, make_central_critic, observation_critic_inputs
+from harl_torchrl.modules import (
+    ValueNorm,
+    is_recurrent,
+    joint_policy,
+    make_actors,
+    make_central_critic,
+    observation_critic_inputs,
+    recurrent_env_transforms,
+)
 from harl_torchrl.objectives import CentralValueLoss, HAA2CLoss, HAPPOLoss, HATRPOLoss, SharedPolicyLoss
 from harl_torchrl.sequential import (
     CriticTrainer,
@@ -140,7 +150,7 @@ def validate_algo_config(cfg: Mapping[str, Any]) -> OnPolicyAlgorithm:
 
 
 def _policy_trainers(
-    algorithm: OnPolicyAlgorithm, cfg: Mapping[str, Any], losses: Mapping[str, LossModule]
+    algorithm: OnPolicyAlgorithm, cfg: Mapping[str, Any], losses: Mapping[str, LossModule], chunk_length: int | None
 ) -> dict[str, Any]:
     if algorithm.trust_region:
         settings = {
@@ -157,6 +167,7 @@ def _policy_trainers(
             epochs=cfg["epochs"],
             num_minibatches=cfg["num_minibatches"],
             max_grad_norm=cfg.get("max_grad_norm"),
+            chunk_length=chunk_length,
         )
         for name, loss in losses.items()
     }
@@ -168,6 +179,7 @@ def build_on_policy_updater(
     critic_losses: CentralValueLoss | Mapping[str, CentralValueLoss],
     *,
     seed: int | None = None,
+    chunk_length: int | None = None,
 ) -> SequentialUpdater:
     """Builds the per-agent losses and trainers, the critic trainers and the updater.
 
@@ -182,6 +194,8 @@ def build_on_policy_updater(
         critic_losses: the centralised value loss, or ``{agent: loss}`` for per-agent
             critics (IPPO), each with its value estimator.
         seed: seed of the updater's generator.
+        chunk_length: sequence chunk length for recurrent networks (``None``: not
+            recurrent).
 
     Returns:
         The updater; its trainers' ``optimizer`` attributes are what to checkpoint.
@@ -204,10 +218,10 @@ def build_on_policy_updater(
             loss.set_keys(advantage=(name, "advantage"))
     if cfg.get("share_params", False):
         # one objective over every agent's samples and one optimiser for the shared weights
-        trainers = _policy_trainers(algorithm, cfg, {"shared": SharedPolicyLoss(losses)})
+        trainers = _policy_trainers(algorithm, cfg, {"shared": SharedPolicyLoss(losses)}, chunk_length)
     else:
         agent_parameters_by_name(actors)  # refuses parameters shared between agents
-        trainers = _policy_trainers(algorithm, cfg, losses)
+        trainers = _policy_trainers(algorithm, cfg, losses, chunk_length)
 
     def critic_trainer(loss: CentralValueLoss) -> CriticTrainer:
         return CriticTrainer(
@@ -216,6 +230,7 @@ def build_on_policy_updater(
             epochs=cfg.get("critic_epochs", cfg.get("epochs", 5)),
             num_minibatches=cfg.get("critic_num_minibatches", cfg.get("num_minibatches", 1)),
             max_grad_norm=cfg.get("max_grad_norm"),
+            chunk_length=chunk_length,
         )
 
     if isinstance(critic_losses, Mapping):
@@ -237,7 +252,8 @@ class OnPolicyComponents:
 
     Attributes:
         actors: ``{agent: actor}``.
-        policy: the joint policy (every actor) to collect with.
+        policy: the joint policy (every actor; and the critic too when it is
+            recurrent, so that its hidden states are recorded) to collect with.
         critic: the critic module (a :class:`~torch.nn.ModuleDict` of per-agent
             critics for IPPO).
         critic_losses: ``{name: value loss}`` (``{"central": loss}`` for a
@@ -256,6 +272,21 @@ class OnPolicyComponents:
         for loss in self.critic_losses.values():
             loss.compute_advantage(batch)
         return batch
+
+    @property
+    def recurrent(self) -> bool:
+        """Whether any network is recurrent."""
+        return is_recurrent(self.policy)
+
+    def prepare_env(self, env: EnvBase) -> EnvBase:
+        """The env with what the networks need.
+
+        For recurrent networks: episode-start markers and zero initial hidden states
+        (:func:`~harl_torchrl.modules.recurrent_env_transforms`); otherwise ``env``.
+        """
+        if not self.recurrent:
+            return env
+        return TransformedEnv(env, recurrent_env_transforms([self.policy]))
 
 
 def _value_loss(critic: nn.Module, value_norm: ValueNorm | None, cfg: Mapping[str, Any]) -> CentralValueLoss:
@@ -282,8 +313,10 @@ def make_on_policy_components(
 
     Args:
         algo_cfg: the ``algo`` config group.
-        model_cfg: the ``model`` config group (``hidden_sizes``, ``activation``,
-            ``feature_norm``, ``output_gain``, ``std_x_coef``, ``std_y_coef``).
+        model_cfg: the ``model`` config group: ``name`` (``mlp`` or ``gru``),
+            ``hidden_sizes``, ``activation``, ``feature_norm``, ``output_gain``,
+            ``std_x_coef``, ``std_y_coef``; for ``gru`` also ``rnn_hidden_size``
+            and ``chunk_length`` (training sequence length).
         env: the training env (one group per agent).
         device: where the networks live.
         seed: seed of the updater's generator.
@@ -298,9 +331,12 @@ def make_on_policy_components(
         ['agent_0', 'agent_1']
     """
     algorithm = validate_algo_config(algo_cfg)
-    model = {k: v for k, v in dict(model_cfg).items() if k != "name"}
-    actors = make_actors(env, share_params=algo_cfg.get("share_params", False), **model)
-    policy = joint_policy(actors).to(device)
+    model = dict(model_cfg)
+    recurrent = model.pop("name", "mlp") == "gru"
+    chunk_length = model.pop("chunk_length", 10) if recurrent else None
+    model.pop("chunk_length", None)
+    rnn = {"recurrent": recurrent, "rnn_hidden_size": model.pop("rnn_hidden_size", None)}
+    actors = make_actors(env, share_params=algo_cfg.get("share_params", False), **model, **rnn)
     trunk = {k: model[k] for k in ("hidden_sizes", "activation", "feature_norm") if k in model}
     use_norm = algo_cfg.get("value_norm", True)
     if algorithm.per_agent_critics:
@@ -313,7 +349,9 @@ def make_on_policy_components(
                 obs_dim,
                 value_norm=norm,
                 value_keys=((name, "state_value_normalized"), (name, "state_value")),
+                state_key=(name, "critic_rnn_state"),
                 **trunk,
+                **rnn,
             ).to(device)
             loss = _value_loss(critics[name], norm, algo_cfg)
             loss.set_keys(
@@ -324,11 +362,17 @@ def make_on_policy_components(
             )
             critic_losses[name] = loss
         critic: nn.Module = nn.ModuleDict(critics)
-        updater = build_on_policy_updater(algo_cfg, actors, critic_losses, seed=seed)
+        updater = build_on_policy_updater(algo_cfg, actors, critic_losses, seed=seed, chunk_length=chunk_length)
     else:
         norm = ValueNorm() if use_norm else None
         critic_keys, critic_features = observation_critic_inputs(env)
-        critic = make_central_critic(critic_keys, critic_features, value_norm=norm, **trunk).to(device)
+        critic = make_central_critic(critic_keys, critic_features, value_norm=norm, **trunk, **rnn).to(device)
         critic_losses = {"central": _value_loss(critic, norm, algo_cfg)}
-        updater = build_on_policy_updater(algo_cfg, actors, critic_losses["central"], seed=seed)
-    return OnPolicyComponents(actors, policy, critic, critic_losses, updater)
+        updater = build_on_policy_updater(
+            algo_cfg, actors, critic_losses["central"], seed=seed, chunk_length=chunk_length
+        )
+    policy = joint_policy(actors)
+    if recurrent:  # the critic's hidden states must be recorded during collection
+        critics_in_order = list(critic.values()) if isinstance(critic, nn.ModuleDict) else [critic]
+        policy = TensorDictSequential(policy, *critics_in_order)
+    return OnPolicyComponents(actors, policy.to(device), critic, critic_losses, updater)

@@ -30,8 +30,15 @@ def validate_run_config(cfg: Mapping[str, Any]) -> None:
     require_positive("total_frames", cfg["total_frames"])
     require_positive("collector.rollout_steps", cfg["collector"]["rollout_steps"])
     model = cfg["model"]
-    if model.get("name", "mlp") != "mlp":
-        raise unknown_choice("model", model.get("name"), ["mlp"])
+    if model.get("name", "mlp") not in ("mlp", "gru"):
+        raise unknown_choice("model", model.get("name"), ["mlp", "gru"])
+    if model.get("name") == "gru":
+        require_positive("model.chunk_length", model.get("chunk_length", 10))
+        if cfg["collector"]["rollout_steps"] % model.get("chunk_length", 10):
+            raise ConfigError(
+                f"collector.rollout_steps={cfg['collector']['rollout_steps']} must be a multiple of "
+                f"model.chunk_length={model.get('chunk_length', 10)}"
+            )
     activation_class(model.get("activation", "relu"))
     if any(size <= 0 for size in model.get("hidden_sizes", [])):
         raise ConfigError(f"model.hidden_sizes must be positive, got {list(model['hidden_sizes'])}")

@@ -24,6 +24,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase
 from tensordict.utils import NestedKey
 from torch import nn
+from torchrl.modules import set_recurrent_mode
 
 from harl_torchrl.errors import ConfigError, require_positive
 from harl_torchrl.trust_region import trust_region_step
@@ -51,7 +52,7 @@ def minibatch_epochs(
     max_grad_norm: float | None,
     generator: torch.Generator,
 ) -> TensorDict:
-    """Runs ``epochs`` passes of shuffled minibatch gradient steps on a flat batch.
+    """Runs ``epochs`` passes of shuffled minibatch gradient steps along the first dimension.
 
     Each step back-propagates the sum of the ``loss_*`` entries of
     ``loss_module(minibatch)``, clips the gradient norm of the optimiser's
@@ -60,7 +61,9 @@ def minibatch_epochs(
     Args:
         loss_module: returns a TensorDict with scalar ``loss_*`` entries.
         optimizer: holds exactly the parameters that may move.
-        batch: samples along its single batch dimension.
+        batch: samples (or sequence chunks ``[N, L]``) along its first dimension;
+            the loss runs with ``set_recurrent_mode(True)``, which recurrent
+            modules need on chunks and other modules ignore.
         epochs: passes over the batch.
         num_minibatches: minibatches per pass.
         max_grad_norm: gradient-norm clip, or ``None``.
@@ -79,7 +82,8 @@ def minibatch_epochs(
     for _ in range(epochs):
         permutation = torch.randperm(n, generator=generator).to(batch.device)
         for indices in permutation.chunk(num_minibatches):
-            out = loss_module(batch[indices])
+            with set_recurrent_mode(True):
+                out = loss_module(batch[indices])
             loss = sum(value for key, value in out.items() if key.startswith("loss_"))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -104,6 +108,9 @@ class PolicyTrainer:
         epochs: passes over the batch per iteration (reference HAPPO: 5).
         num_minibatches: minibatches per pass (reference: 1).
         max_grad_norm: gradient-norm clip (reference: 10), or ``None``.
+        chunk_length: for recurrent policies, cut the ``[*B, T]`` batch into
+            sequence chunks of this many consecutive steps (reference: 10), which
+            are shuffled and batched whole; ``None`` (default) shuffles single steps.
     """
 
     def __init__(
@@ -114,28 +121,49 @@ class PolicyTrainer:
         epochs: int = 5,
         num_minibatches: int = 1,
         max_grad_norm: float | None = 10.0,
+        chunk_length: int | None = None,
     ) -> None:
         require_positive("epochs", epochs)
         require_positive("num_minibatches", num_minibatches)
         if max_grad_norm is not None:
             require_positive("max_grad_norm", max_grad_norm)
+        if chunk_length is not None:
+            require_positive("chunk_length", chunk_length)
         self.loss = loss
         self.optimizer = optimizer
         self.epochs = epochs
         self.num_minibatches = num_minibatches
         self.max_grad_norm = max_grad_norm
+        self.chunk_length = chunk_length
 
     def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
-        """Minibatch epochs on ``batch`` flattened to one dimension."""
+        """Minibatch epochs on ``batch`` cut into single steps or sequence chunks."""
         return minibatch_epochs(
             self.loss,
             self.optimizer,
-            batch.reshape(-1),
+            sequence_chunks(batch, self.chunk_length),
             epochs=self.epochs,
             num_minibatches=self.num_minibatches,
             max_grad_norm=self.max_grad_norm,
             generator=generator,
         )
+
+
+def sequence_chunks(batch: TensorDictBase, chunk_length: int | None) -> TensorDictBase:
+    """``[*B, T]`` data as ``[N]`` single steps, or as ``[N, chunk_length]`` chunks of consecutive steps.
+
+    Raises:
+        ConfigError: ``T`` is not a multiple of ``chunk_length``.
+    """
+    if chunk_length is None:
+        return batch.reshape(-1)
+    steps = batch.shape[-1]
+    if steps % chunk_length:
+        raise ConfigError(
+            f"the rollout has {steps} steps per environment, not a multiple of the chunk length {chunk_length}; "
+            "make collector.rollout_steps a multiple of model.chunk_length"
+        )
+    return batch.reshape(*batch.shape[:-1], steps // chunk_length, chunk_length).reshape(-1, chunk_length)
 
 
 class CriticTrainer(PolicyTrainer):
@@ -203,11 +231,12 @@ class TrustRegionTrainer:
     def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
         """One trust-region step on the whole batch; returns its diagnostics."""
         params = [p for p in self.loss.actor_network.parameters() if p.requires_grad]
-        result = trust_region_step(
-            params, lambda: self.loss.surrogate(batch), lambda: self.loss.mean_kl(batch), **self.settings
-        )
-        with torch.no_grad():
-            out = self.loss(batch)
+        with set_recurrent_mode(True):
+            result = trust_region_step(
+                params, lambda: self.loss.surrogate(batch), lambda: self.loss.mean_kl(batch), **self.settings
+            )
+            with torch.no_grad():
+                out = self.loss(batch)
         out.update(
             {
                 "accepted": torch.tensor(float(result.accepted)),
@@ -370,7 +399,8 @@ class SequentialUpdater:
     @torch.no_grad()
     def _next_factor(trainer: AgentTrainer, batch: TensorDictBase, factor: torch.Tensor) -> torch.Tensor:
         loss = trainer.loss
-        new_log_prob = loss.log_prob(batch)
+        with set_recurrent_mode(True):  # whole trajectories for recurrent policies
+            new_log_prob = loss.log_prob(batch)
         old_log_prob = batch.get(loss.tensor_keys.sample_log_prob)
         return factor * (new_log_prob - old_log_prob).exp().reshape(factor.shape)
 

@@ -52,6 +52,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     # Per-agent actors, the centralised critic (normalised values, reference semantics),
     # their losses and optimisers, all driven by the one sequential updater.
     parts = make_on_policy_components(cfg.algo, cfg.model, env, device=device, seed=cfg.seed)
+    env = parts.prepare_env(env)  # recurrent networks need episode-start markers and hidden states
+    eval_env = parts.prepare_env(eval_env) if eval_env is not None else None
 
     frames, iteration = 0, 0
     if cfg.resume:

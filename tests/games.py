@@ -90,3 +90,62 @@ def expected_return(probs: list[torch.Tensor], payoff: torch.Tensor) -> float:
             weight *= float(p[a])
         total += weight * float(payoff[joint])
     return total
+
+
+class CueMemoryEnv(EnvBase):
+    """Remember a cue: it is shown only at the first step; the last action must match it.
+
+    One agent, episodes of ``delay + 1`` steps. The observation is the cue (one-hot of
+    two, zeros after the first step) and a one-hot of the step index. The reward is 1
+    at the last step if the action equals the cue, else 0. A memoryless policy cannot
+    beat an expected reward of 0.5.
+    """
+
+    def __init__(self, num_envs: int = 128, delay: int = 3) -> None:
+        super().__init__(batch_size=torch.Size([num_envs]))
+        self.delay = delay
+        self.group_map = {"agent_0": ["agent_0"]}
+        batch = (num_envs,)
+        obs_dim = 2 + delay + 1
+        self.observation_spec = Composite(
+            agent_0=Composite(observation=Unbounded(shape=(*batch, obs_dim)), shape=batch),
+            episode_reward=Unbounded(shape=(*batch, 1)),
+            shape=batch,
+        )
+        self.action_spec = Composite(agent_0=Composite(action=Categorical(n=2, shape=batch), shape=batch), shape=batch)
+        self.reward_spec = Composite(reward=Unbounded(shape=(*batch, 1)), shape=batch)
+        flag = Categorical(n=2, shape=(*batch, 1), dtype=torch.bool)
+        self.done_spec = Composite(done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=batch)
+        self.cue = torch.zeros(num_envs, dtype=torch.long)
+        self.t = torch.zeros(num_envs, dtype=torch.long)
+
+    def _observation(self) -> torch.Tensor:
+        cue = torch.nn.functional.one_hot(self.cue, 2).float() * (self.t == 0).unsqueeze(-1)
+        step = torch.nn.functional.one_hot(self.t.clamp(max=self.delay), self.delay + 1).float()
+        return torch.cat([cue, step], -1)
+
+    def _reset(self, tensordict=None, **kwargs):
+        mask = None if tensordict is None else tensordict.get("_reset", None)
+        mask = torch.ones(self.batch_size, dtype=torch.bool) if mask is None else mask.reshape(-1)
+        self.cue = torch.where(mask, torch.randint(0, 2, self.batch_size), self.cue)
+        self.t = torch.where(mask, torch.zeros_like(self.t), self.t)
+        out = TensorDict({("agent_0", "observation"): self._observation()}, batch_size=self.batch_size)
+        false = torch.zeros(*self.batch_size, 1, dtype=torch.bool)
+        out.update({"done": false, "terminated": false.clone(), "truncated": false.clone()})
+        out.set("episode_reward", torch.zeros(*self.batch_size, 1))
+        return out
+
+    def _step(self, tensordict):
+        action = tensordict.get(("agent_0", "action")).long()
+        last = self.t == self.delay
+        reward = (last & (action == self.cue)).float().unsqueeze(-1)
+        self.t = self.t + 1
+        out = TensorDict({("agent_0", "observation"): self._observation()}, batch_size=self.batch_size)
+        out.set("reward", reward)
+        out.set("episode_reward", reward)  # only the last step is rewarded
+        done = last.unsqueeze(-1)
+        out.update({"done": done, "terminated": done.clone(), "truncated": torch.zeros_like(done)})
+        return out
+
+    def _set_seed(self, seed):
+        pass

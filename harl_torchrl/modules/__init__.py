@@ -10,6 +10,7 @@ from harl_torchrl.modules.critics import (
 )
 from harl_torchrl.modules.distributions import MaskedCategorical
 from harl_torchrl.modules.mlp import MLPTrunk
+from harl_torchrl.modules.recurrent import is_recurrent, recurrent_env_transforms, recurrent_network
 from harl_torchrl.modules.value_norm import ValueNorm
 
 __all__ = [
@@ -20,9 +21,12 @@ __all__ = [
     "MLPTrunk",
     "MaskedCategorical",
     "ValueNorm",
+    "is_recurrent",
     "joint_policy",
     "make_actors",
     "make_agent_actor",
     "make_central_critic",
     "observation_critic_inputs",
+    "recurrent_env_transforms",
+    "recurrent_network",
 ]

@@ -9,15 +9,16 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import torch
-from tensordict.nn import InteractionType, TensorDictModule, TensorDictSequential
+from tensordict.nn import InteractionType, TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from torch import nn
 from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unbounded
-from torchrl.modules import IndependentNormal, ProbabilisticActor
+from torchrl.modules import GRUModule, IndependentNormal, ProbabilisticActor
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.batched import BatchedJointPolicy
 from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
+from harl_torchrl.modules.recurrent import is_recurrent, recurrent_network
 
 
 class GaussianHead(nn.Module):
@@ -77,6 +78,8 @@ def make_agent_actor(
     std_y_coef: float = 0.5,
     observation_key: str = "observation",
     mask_key: str | None = None,
+    recurrent: bool = False,
+    rnn_hidden_size: int | None = None,
 ) -> ProbabilisticActor:
     """Builds one agent's stochastic actor.
 
@@ -87,6 +90,11 @@ def make_agent_actor(
     It also writes ``(agent, "loc")``/``(agent, "scale")`` for continuous actions
     or ``(agent, "logits")`` for discrete ones, which the trust-region losses use as
     the old policy's parameters.
+
+    With ``recurrent=True`` a GRU sits between the MLP trunk and the head (the
+    reference's ``MLPBase -> RNNLayer -> ACTLayer``); it also reads ``"is_init"`` and
+    ``(agent, "rnn_state")`` and writes ``("next", agent, "rnn_state")``: the env
+    needs :func:`~harl_torchrl.modules.recurrent_env_transforms`.
 
     Args:
         agent: the agent's group name.
@@ -105,6 +113,8 @@ def make_agent_actor(
             group (``"action_mask"``, ``[B, n]`` or ``[B, sum(nvec)]``) for discrete
             actions; unavailable actions are never sampled and have probability zero
             in log-probabilities, entropies and KLs.
+        recurrent: put a GRU after the trunk.
+        rnn_hidden_size: the GRU's width (default: the trunk's).
 
     Returns:
         A :class:`~torchrl.modules.ProbabilisticActor` with ``return_log_prob=True``.
@@ -122,38 +132,41 @@ def make_agent_actor(
     """
     trunk = MLPTrunk(observation_dim, hidden_sizes, activation, feature_norm)
     in_key = (agent, observation_key)
+    width = rnn_hidden_size or trunk.out_features if recurrent else trunk.out_features
     if isinstance(action_spec, (Bounded, Unbounded)):
-        head = GaussianHead(trunk.out_features, action_spec.shape[-1], output_gain, std_x_coef, std_y_coef)
-        module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "loc"), (agent, "scale")])
-        return ProbabilisticActor(
-            module,
-            in_keys={"loc": (agent, "loc"), "scale": (agent, "scale")},
-            out_keys=[(agent, "action")],
-            distribution_class=IndependentNormal,
-            return_log_prob=True,
-            default_interaction_type=InteractionType.RANDOM,
-        )
-    if isinstance(action_spec, Categorical):
+        head: nn.Module = GaussianHead(width, action_spec.shape[-1], output_gain, std_x_coef, std_y_coef)
+        out_keys = [(agent, "loc"), (agent, "scale")]
+        dist_keys = {"loc": (agent, "loc"), "scale": (agent, "scale")}
+        dist_class, dist_kwargs = IndependentNormal, None
+    elif isinstance(action_spec, Categorical):
         multi = isinstance(action_spec, MultiCategorical)
         nvec = [int(n) for n in action_spec.nvec.reshape(-1, action_spec.nvec.shape[-1])[0]] if multi else None
-        n_logits = sum(nvec) if multi else action_spec.space.n
-        head = orthogonal_(nn.Linear(trunk.out_features, n_logits), output_gain)
-        module = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=[(agent, "logits")])
+        head = orthogonal_(nn.Linear(width, sum(nvec) if multi else action_spec.space.n), output_gain)
+        out_keys = [(agent, "logits")]
         dist_keys = {"logits": (agent, "logits")}
         if mask_key is not None:
             dist_keys["mask"] = (agent, mask_key)
-        return ProbabilisticActor(
-            module,
-            in_keys=dist_keys,
-            out_keys=[(agent, "action")],
-            distribution_class=MaskedMultiCategorical if multi else MaskedCategorical,
-            distribution_kwargs={"nvec": nvec} if multi else None,
-            return_log_prob=True,
-            default_interaction_type=InteractionType.RANDOM,
+        dist_class = MaskedMultiCategorical if multi else MaskedCategorical
+        dist_kwargs = {"nvec": nvec} if multi else None
+    else:
+        raise ConfigError(
+            f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
+            "support; supported: Bounded/Unbounded (continuous), Categorical and MultiCategorical (discrete)"
         )
-    raise ConfigError(
-        f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
-        "support; supported: Bounded/Unbounded (continuous), Categorical and MultiCategorical (discrete)"
+    if recurrent:
+        net: TensorDictModuleBase = recurrent_network(
+            trunk, head, in_key, out_keys, hidden_size=width, state_key=(agent, "rnn_state"), prefix=agent
+        )
+    else:
+        net = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=out_keys)
+    return ProbabilisticActor(
+        net,
+        in_keys=dist_keys,
+        out_keys=[(agent, "action")],
+        distribution_class=dist_class,
+        distribution_kwargs=dist_kwargs,
+        return_log_prob=True,
+        default_interaction_type=InteractionType.RANDOM,
     )
 
 
@@ -174,7 +187,6 @@ def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str,
         ConfigError: ``share_params=True`` with agents of different specs.
     """
     actors: dict[str, ProbabilisticActor] = {}
-    shared_net: nn.Module | None = None
     for agent in env.group_map:
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
@@ -182,17 +194,14 @@ def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str,
         actor = make_agent_actor(
             agent, obs_spec.shape[-1], action_spec, mask_key="action_mask" if has_mask else None, **actor_kwargs
         )
-        if share_params:
-            if shared_net is None:
-                shared_net = actor.module[0].module
-            else:
-                _check_same_shapes(shared_net, actor.module[0].module)
-                actor.module[0].module = shared_net
+        if share_params and actors:
+            _share_networks(next(iter(actors.values())).module[0], actor.module[0])
         actors[agent] = actor
     return actors
 
 
-def _check_same_shapes(reference: nn.Module, other: nn.Module) -> None:
+def _share_networks(reference: nn.Module, other: nn.Module) -> None:
+    """Makes ``other`` (a TensorDict module tree) use ``reference``'s networks, keeping its own keys."""
     ref = {k: v.shape for k, v in reference.state_dict().items()}
     new = {k: v.shape for k, v in other.state_dict().items()}
     if ref != new:
@@ -200,6 +209,13 @@ def _check_same_shapes(reference: nn.Module, other: nn.Module) -> None:
             "share_params=True needs every agent to have the same observation and action sizes; "
             "use separate parameters (share_params=False) for heterogeneous agents"
         )
+    if isinstance(other, TensorDictSequential):
+        for ref_child, child in zip(reference.module, other.module, strict=True):
+            _share_networks(ref_child, child)
+    elif isinstance(other, GRUModule):
+        other.gru = reference.gru
+    else:
+        other.module = reference.module
 
 
 def joint_policy(
@@ -210,8 +226,9 @@ def joint_policy(
     Args:
         actors: ``{agent: actor}``.
         batched: evaluate same-shaped agents as a group
-            (:class:`~harl_torchrl.modules.BatchedJointPolicy`, the default) or run
-            the actors one after another (a :class:`~tensordict.nn.TensorDictSequential`).
+            (:class:`~harl_torchrl.modules.BatchedJointPolicy`, the default; not
+            for recurrent actors) or run the actors one after another (a
+            :class:`~tensordict.nn.TensorDictSequential`).
 
     Example:
         >>> from torchrl.data import Bounded
@@ -220,6 +237,6 @@ def joint_policy(
         >>> sorted(k[0] for k in policy.out_keys if k[-1] == "action")
         ['a', 'b']
     """
-    if batched:
+    if batched and not any(is_recurrent(actor) for actor in actors.values()):
         return BatchedJointPolicy(actors)
     return TensorDictSequential(*actors.values())

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tensordict.nn import TensorDictModule, TensorDictSequential
+from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequential
 from tensordict.utils import NestedKey
 from torch import nn
 
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
+from harl_torchrl.modules.recurrent import recurrent_network
 from harl_torchrl.modules.value_norm import ValueNorm
 
 
@@ -58,6 +59,9 @@ def make_central_critic(
     activation: str = "relu",
     feature_norm: bool = True,
     value_keys: tuple[NestedKey, NestedKey] = ("state_value_normalized", "state_value"),
+    recurrent: bool = False,
+    rnn_hidden_size: int | None = None,
+    state_key: NestedKey = "critic_rnn_state",
 ) -> TensorDictSequential:
     """Builds the centralised critic as a two-step TensorDict module.
 
@@ -76,6 +80,11 @@ def make_central_critic(
         value_keys: where to write the normalised and the return-unit values (e.g.
             ``((agent, "state_value_normalized"), (agent, "state_value"))`` for a
             per-agent critic).
+        recurrent: put a GRU between the trunk and the value layer (see
+            :mod:`harl_torchrl.modules.recurrent`); it reads ``"is_init"`` and
+            ``state_key`` and writes ``("next", state_key)``.
+        rnn_hidden_size: the GRU's width (default: the trunk's).
+        state_key: where the critic's hidden state lives.
 
     Example:
         >>> from tensordict import TensorDict
@@ -84,11 +93,24 @@ def make_central_critic(
         >>> critic(td)["state_value"].shape
         torch.Size([5, 1])
     """
-    net = TensorDictModule(
-        CentralValueNet(in_features, hidden_sizes, activation, feature_norm),
-        in_keys=list(in_keys),
-        out_keys=[value_keys[0]],
-    )
+    if recurrent:
+        trunk = MLPTrunk(in_features, hidden_sizes, activation, feature_norm)
+        width = rnn_hidden_size or trunk.out_features
+        net: TensorDictModuleBase = recurrent_network(
+            trunk,
+            orthogonal_(nn.Linear(width, 1), 1.0),
+            list(in_keys),
+            [value_keys[0]],
+            hidden_size=width,
+            state_key=state_key,
+            prefix=state_key[0] if isinstance(state_key, tuple) else None,
+        )
+    else:
+        net = TensorDictModule(
+            CentralValueNet(in_features, hidden_sizes, activation, feature_norm),
+            in_keys=list(in_keys),
+            out_keys=[value_keys[0]],
+        )
     denorm = TensorDictModule(Denormalize(value_norm), in_keys=[value_keys[0]], out_keys=[value_keys[1]])
     return TensorDictSequential(net, denorm)
 

@@ -73,9 +73,9 @@ class MaskedMultiCategorical(D.Distribution):
             batch_shape=logits.shape[:-1], event_shape=torch.Size([len(self.nvec)]), validate_args=validate_args
         )
 
-    def sample(self, sample_shape: torch.Size = torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape: tuple[int, ...] = ()) -> torch.Tensor:
         """One index per head, ``[*sample_shape, *batch, n_heads]``."""
-        return torch.stack([head.sample(sample_shape) for head in self.heads], dim=-1)
+        return torch.stack([head.sample(torch.Size(sample_shape)) for head in self.heads], dim=-1)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
         """Sum over heads of each head's log-probability."""

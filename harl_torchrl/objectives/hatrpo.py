@@ -69,7 +69,7 @@ class HATRPOLoss(HAA2CLoss):
         ...     td = actor(TensorDict({("a", "observation"): torch.randn(8, 4)}, [8]))
         >>> td["advantage"], td["factor"] = torch.randn(8, 1), torch.ones(8, 1)
         >>> loss = HATRPOLoss(actor)
-        >>> float(loss.mean_kl(td))  # the policy has not moved yet
+        >>> loss.mean_kl(td).detach().item()  # the policy has not moved yet
         0.0
     """
 
