@@ -1,8 +1,8 @@
 r"""Learning curves of several algorithms on one task, over seeds, with an equal budget.
 
     python recipes/benchmark_learning.py                                  # HAPPO vs MAPPO, VMAS balance, 3 seeds
-    python recipes/benchmark_learning.py --algos happo mappo --seeds 0 1 2 \\
-        --overrides env=vmas/balance total_frames=1_200_000
+    python recipes/benchmark_learning.py --algos happo hatrpo mappo_shared:mappo:algo.share_params=true \\
+        --seeds 0 1 2 --overrides env=vmas/navigation env.continuous_actions=false
 
 Each (algorithm, seed) is one run of ``recipes/train.py`` (same code path as the
 command line) with the given Hydra overrides, writing under ``--out``. The script
@@ -40,11 +40,21 @@ def _rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
-def run_one(algo: str, seed: int, overrides: list[str], out: Path) -> tuple[list[dict[str, str]], float]:
+def parse_algo(spec: str) -> tuple[str, list[str]]:
+    """``"label:algo:override:..."`` (or just ``"algo"``) -> (label, overrides)."""
+    parts = spec.split(":")
+    if len(parts) == 1:
+        return spec, [f"algo={spec}"]
+    label, algo, *extra = parts
+    return label, [f"algo={algo}", *extra]
+
+
+def run_one(spec: str, seed: int, overrides: list[str], out: Path) -> tuple[list[dict[str, str]], float]:
     """Trains (or reuses) one run; returns its metrics rows and wall-clock seconds."""
+    label, algo_overrides = parse_algo(spec)
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"algo={algo}", f"seed={seed}", "logger.progress_bar=false", *overrides])
-    run_dir = out / f"{algo}_seed{seed}"
+        cfg = compose("config", overrides=[*algo_overrides, f"seed={seed}", "logger.progress_bar=false", *overrides])
+    run_dir = out / f"{label}_seed{seed}"
     metrics = run_dir / "metrics.csv"
     if metrics.is_file():
         rows = _rows(metrics)
@@ -83,7 +93,12 @@ def _fmt(values: list[float]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=["happo", "mappo"])
+    parser.add_argument(
+        "--algos",
+        nargs="+",
+        default=["happo", "mappo"],
+        help="algorithm names, or label:algo:override:... (e.g. mappo_shared:mappo:algo.share_params=true)",
+    )
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--rows", type=int, default=6, help="frame counts reported")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_learning"))
@@ -96,24 +111,25 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, list[list[dict[str, str]]]] = {}
     seconds: dict[str, list[float]] = {}
-    for algo in args.algos:
+    labels = [parse_algo(spec)[0] for spec in args.algos]
+    for spec, label in zip(args.algos, labels, strict=True):
         for seed in args.seeds:
-            rows, elapsed = run_one(algo, seed, args.overrides, args.out)
-            results.setdefault(algo, []).append(rows)
-            seconds.setdefault(algo, []).append(elapsed)
+            rows, elapsed = run_one(spec, seed, args.overrides, args.out)
+            results.setdefault(label, []).append(rows)
+            seconds.setdefault(label, []).append(elapsed)
     budget = max(int(r["step"]) for runs in results.values() for rows in runs for r in rows if r.get("iteration"))
     marks = [round(budget * (i + 1) / args.rows) for i in range(args.rows)]
     print(f"\noverrides: {' '.join(args.overrides)}; seeds {args.seeds}; mean ± std over seeds\n")
-    header = "| frames | " + " | ".join(args.algos) + " |"
+    header = "| frames | " + " | ".join(labels) + " |"
     print(header)
-    print("|" + "---|" * (len(args.algos) + 1))
+    print("|" + "---|" * (len(labels) + 1))
     curves = {algo: [curve(rows, marks) for rows in runs] for algo, runs in results.items()}
     for i, mark in enumerate(marks):
-        cells = [_fmt([c[i] for c in curves[algo]]) for algo in args.algos]
+        cells = [_fmt([c[i] for c in curves[label]]) for label in labels]
         print(f"| {mark:,} | " + " | ".join(cells) + " |")
-    cells = [_fmt([final_eval(rows) for rows in results[algo]]) for algo in args.algos]
+    cells = [_fmt([final_eval(rows) for rows in results[label]]) for label in labels]
     print("| final deterministic eval | " + " | ".join(cells) + " |")
-    cells = [_fmt([s for s in seconds[algo] if not math.isnan(s)]) for algo in args.algos]
+    cells = [_fmt([s for s in seconds[label] if not math.isnan(s)]) for label in labels]
     print("| wall-clock s per run | " + " | ".join(cells) + " |")
 
 
