@@ -140,3 +140,11 @@ def test_reference_logit_kl_differs_from_the_true_kl():
     new = actor.get_dist(td.copy())
     torch.testing.assert_close(exact, D.kl_divergence(old, new).mean())
     assert exact > 0 and reference > 0 and not torch.isclose(exact, reference)
+
+
+def test_reference_logit_kl_is_refused_for_gaussian_policies():
+    from harl_torchrl.errors import ConfigError
+
+    actor, _ = _batch(SPECS["gaussian"])
+    with pytest.raises(ConfigError, match="categorical policies"):
+        HATRPOLoss(actor, kl_type="reference_logits")

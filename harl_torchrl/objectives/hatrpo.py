@@ -7,7 +7,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential
 from torch import distributions as D
 
-from harl_torchrl.errors import unknown_choice
+from harl_torchrl.errors import ConfigError, unknown_choice
 from harl_torchrl.objectives.haa2c import HAA2CLoss
 
 KL_TYPES = ("exact", "reference_logits")
@@ -84,6 +84,12 @@ class HATRPOLoss(HAA2CLoss):
     ) -> None:
         if kl_type not in KL_TYPES:
             raise unknown_choice("kl_type", kl_type, KL_TYPES)
+        dist_class = getattr(actor_network.module[-1], "distribution_class", None)
+        if kl_type == "reference_logits" and not (isinstance(dist_class, type) and issubclass(dist_class, D.Categorical)):
+            raise ConfigError(
+                f"kl_type='reference_logits' is the reference implementation's surrogate for categorical policies; "
+                f"this actor's distribution is {getattr(dist_class, '__name__', dist_class)}. Use kl_type='exact'."
+            )
         super().__init__(
             actor_network, entropy_coeff=entropy_coeff, reduction=reduction, normalize_advantage=normalize_advantage
         )

@@ -13,10 +13,8 @@ from harl_torchrl.errors import ConfigError
 from harl_torchrl.utils.checkpoint import load_checkpoint
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
+VMAS_TINY = ["env.num_envs=8", "env.max_steps=10", "env.scenario_kwargs.n_agents=2"]
 TINY = [
-    "env.num_envs=8",
-    "env.max_steps=10",
-    "env.scenario_kwargs.n_agents=2",
     "collector.rollout_steps=10",
     "total_frames=160",
     "eval.interval=1",
@@ -34,9 +32,9 @@ def _recipe():
     return module
 
 
-def _config(*overrides):
+def _config(*overrides, vmas=True):
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
-        return compose("config", overrides=[*TINY, *overrides])
+        return compose("config", overrides=[*TINY, *(VMAS_TINY if vmas else []), *overrides])
 
 
 def _rows(path):
@@ -58,9 +56,52 @@ def test_two_iterations_write_logs_and_a_checkpoint(tmp_path):
     assert set(state["actors"]) == {"agent_0", "agent_1"}
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["algo=hatrpo"],
+        ["algo=haa2c"],
+        ["algo=mappo"],
+        ["algo=mappo", "algo.share_params=true"],
+        ["algo=ippo"],
+        ["model=gru", "model.hidden_sizes=[16]", "model.rnn_hidden_size=16", "model.chunk_length=5"],
+        ["algo=hatrpo", "model=gru", "model.hidden_sizes=[16]", "model.rnn_hidden_size=16", "model.chunk_length=5"],
+        ["algo=ippo", "model=gru", "model.hidden_sizes=[16]", "model.rnn_hidden_size=16", "model.chunk_length=5"],
+        ["env.continuous_actions=false"],
+    ],
+    ids=["hatrpo", "haa2c", "mappo", "mappo_shared", "ippo", "happo_gru", "hatrpo_gru", "ippo_gru", "discrete"],
+)
+def test_every_algorithm_and_model_runs(tmp_path, overrides):
+    result = _recipe().run(_config(*overrides), tmp_path)
+    rows = [r for r in _rows(tmp_path / "metrics.csv") if r["iteration"]]
+    assert len(rows) == 2
+    losses = [float(v) for r in rows for k, v in r.items() if "loss" in k and v]
+    assert losses and all(math.isfinite(v) for v in losses)
+    assert load_checkpoint(result["checkpoint"])["frames"] == 160
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["env=pettingzoo/simple_spread", "env.num_envs=4", "env.max_steps=5"],
+        ["env=pettingzoo/simple_speaker_listener", "env.num_envs=4", "env.max_steps=5", "algo=hatrpo"],
+        ["env=mamujoco/halfcheetah_2x3", "env.num_envs=4", "env.max_steps=10"],
+    ],
+    ids=["mpe_spread", "mpe_speaker_listener_hatrpo", "mamujoco_halfcheetah"],
+)
+def test_other_env_families_run(tmp_path, overrides):
+    pytest.importorskip("mpe2")
+    pytest.importorskip("gymnasium_robotics")
+    cfg = _config("total_frames=80", *overrides, vmas=False)
+    _recipe().run(cfg, tmp_path)
+    rows = [r for r in _rows(tmp_path / "metrics.csv") if r["iteration"]]
+    assert len(rows) == 2
+    assert all(math.isfinite(float(r["critic/loss_critic"])) for r in rows)
+
+
 def test_command_line_entry_point(tmp_path):
     out = subprocess.run(
-        [sys.executable, str(RECIPES / "train.py"), *TINY, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, str(RECIPES / "train.py"), *TINY, *VMAS_TINY, f"hydra.run.dir={tmp_path}"],
         capture_output=True,
         text=True,
         timeout=300,
@@ -108,11 +149,15 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
         ("algo.name=hapo", "Did you mean 'happo'"),
         ("logger.backends=[wandb]", "logger backend"),
         ("total_frames=0", "total_frames"),
+        ("algo=happo algo.share_params=true", "share_params"),
+        ("model=gru model.chunk_length=7", "multiple of model.chunk_length"),
+        ("algo=hatrpo algo.max_kl=-1", "max_kl must be > 0"),
+        ("+env.scenario_kwargs.n_agnts=3", "n_agnts"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, override, match):
     with pytest.raises(ConfigError, match=match):
-        _recipe().run(_config(override), tmp_path)
+        _recipe().run(_config(*override.split()), tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
     assert not (tmp_path / "metrics.csv").exists()
 
