@@ -27,7 +27,7 @@ from torch import nn
 from torchrl.modules import set_recurrent_mode
 
 from harl_torchrl.errors import ConfigError, require_positive
-from harl_torchrl.trust_region import trust_region_step
+from harl_torchrl.trust_region import TrustRegionSettings, trust_region_step
 
 Order = Literal["random", "fixed"]
 
@@ -180,7 +180,7 @@ class CriticTrainer(PolicyTrainer):
 
 
 class TrustRegionTrainer:
-    r"""Updates one agent's policy by one natural-gradient step (HATRPO).
+    """Updates one agent's policy by one natural-gradient step (HATRPO).
 
     Uses the loss's ``surrogate(td)`` and ``mean_kl(td)`` (a
     :class:`~harl_torchrl.objectives.HATRPOLoss`) on the whole batch and
@@ -188,52 +188,28 @@ class TrustRegionTrainer:
 
     Args:
         loss: the agent's :class:`~harl_torchrl.objectives.HATRPOLoss`.
-        max_kl: trust region :math:`\delta` (reference: 0.01).
-        cg_iterations: conjugate-gradient iterations (reference: 10).
-        damping: Fisher damping (reference: 0.1).
-        line_search_steps: backtracking tries (reference: 10).
-        shrink: backtracking factor (reference: 0.8).
-        accept_ratio: minimum actual/expected improvement (reference: 0.5).
+        **settings: :class:`~harl_torchrl.trust_region.TrustRegionSettings` fields
+            (``max_kl``, ``cg_iterations``, ``damping``, ``line_search_steps``,
+            ``shrink``, ``accept_ratio``); the reference's defaults otherwise.
     """
 
     optimizer = None  # nothing to checkpoint: the step keeps no state
 
-    def __init__(
-        self,
-        loss: TensorDictModuleBase,
-        *,
-        max_kl: float = 0.01,
-        cg_iterations: int = 10,
-        damping: float = 0.1,
-        line_search_steps: int = 10,
-        shrink: float = 0.8,
-        accept_ratio: float = 0.5,
-    ) -> None:
-        require_positive("max_kl", max_kl)
-        require_positive("cg_iterations", cg_iterations)
-        require_positive("line_search_steps", line_search_steps)
-        if damping < 0:
-            raise ConfigError(f"damping must be >= 0, got {damping}")
-        if not 0.0 < shrink < 1.0:
-            raise ConfigError(f"shrink must be in (0, 1), got {shrink}")
-        if not 0.0 <= accept_ratio <= 1.0:
-            raise ConfigError(f"accept_ratio must be in [0, 1], got {accept_ratio}")
+    def __init__(self, loss: TensorDictModuleBase, **settings: float) -> None:
         self.loss = loss
-        self.settings = {
-            "max_kl": max_kl,
-            "cg_iterations": cg_iterations,
-            "damping": damping,
-            "line_search_steps": line_search_steps,
-            "shrink": shrink,
-            "accept_ratio": accept_ratio,
-        }
+        self.settings = TrustRegionSettings(**settings)  # checked here, before training
 
     def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
         """One trust-region step on the whole batch; returns its diagnostics."""
         params = [p for p in self.loss.actor_network.parameters() if p.requires_grad]
+        fisher = getattr(self.loss, "fisher_product", None)
         with set_recurrent_mode(True):
             result = trust_region_step(
-                params, lambda: self.loss.surrogate(batch), lambda: self.loss.mean_kl(batch), **self.settings
+                params,
+                lambda: self.loss.surrogate(batch),
+                lambda: self.loss.mean_kl(batch),
+                self.settings,
+                fisher_product=fisher(batch) if fisher is not None else None,
             )
             with torch.no_grad():
                 out = self.loss(batch)

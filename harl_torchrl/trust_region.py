@@ -22,12 +22,12 @@ maximise and the mean KL divergence :math:`\bar D(\theta) =
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from harl_torchrl.errors import require_positive
+from harl_torchrl.errors import ConfigError, require_positive
 
 
 def flat(tensors: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -110,6 +110,41 @@ def fisher_vector_product(
     return product
 
 
+@dataclass(frozen=True)
+class TrustRegionSettings:
+    r"""The knobs of :func:`trust_region_step`, checked on construction.
+
+    Attributes:
+        max_kl: the trust region :math:`\delta` (reference: 0.01).
+        cg_iterations: conjugate-gradient iterations (reference: 10).
+        damping: :math:`\lambda` added to the Fisher matrix (reference: 0.1).
+        line_search_steps: candidate steps tried (reference: 10).
+        shrink: :math:`\beta`, step shrink factor per try (reference: 0.8).
+        accept_ratio: minimum actual/expected improvement (reference: 0.5).
+
+    Raises:
+        ConfigError: a setting out of its range.
+    """
+
+    max_kl: float = 0.01
+    cg_iterations: int = 10
+    damping: float = 0.1
+    line_search_steps: int = 10
+    shrink: float = 0.8
+    accept_ratio: float = 0.5
+
+    def __post_init__(self) -> None:
+        require_positive("max_kl", self.max_kl)
+        require_positive("cg_iterations", self.cg_iterations)
+        require_positive("line_search_steps", self.line_search_steps)
+        if self.damping < 0:
+            raise ConfigError(f"damping must be >= 0, got {self.damping}")
+        if not 0.0 < self.shrink < 1.0:
+            raise ConfigError(f"shrink must be in (0, 1), got {self.shrink}")
+        if not 0.0 <= self.accept_ratio <= 1.0:
+            raise ConfigError(f"accept_ratio must be in [0, 1], got {self.accept_ratio}")
+
+
 @dataclass
 class TrustRegionResult:
     """What one trust-region step did (all plain floats and ints).
@@ -122,7 +157,6 @@ class TrustRegionResult:
             (for the last try if none).
         actual_improvement: measured surrogate improvement of that step.
         step_norm: norm of the parameter change actually applied (0 if rejected).
-        quadratic_kl: ``0.5 * full_step^T H full_step`` (equals ``max_kl``).
     """
 
     accepted: bool
@@ -131,22 +165,18 @@ class TrustRegionResult:
     expected_improvement: float
     actual_improvement: float
     step_norm: float
-    quadratic_kl: float
 
 
 def trust_region_step(
     params: Sequence[nn.Parameter],
     surrogate: Callable[[], torch.Tensor],
     mean_kl: Callable[[], torch.Tensor],
+    settings: TrustRegionSettings | None = None,
     *,
-    max_kl: float = 0.01,
-    cg_iterations: int = 10,
-    damping: float = 0.1,
-    line_search_steps: int = 10,
-    shrink: float = 0.8,
-    accept_ratio: float = 0.5,
+    fisher_product: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    **overrides: float,
 ) -> TrustRegionResult:
-    r"""One natural-gradient step with backtracking line search (see the module docstring).
+    """One natural-gradient step with backtracking line search (see the module docstring).
 
     Args:
         params: the parameters to move (one agent's).
@@ -154,12 +184,12 @@ def trust_region_step(
             with a graph.
         mean_kl: evaluates the mean KL from the old policy (fixed when this is
             called) to the current one, with a graph.
-        max_kl: the trust region :math:`\delta` (reference: 0.01).
-        cg_iterations: conjugate-gradient iterations (reference: 10).
-        damping: :math:`\lambda` added to the Fisher matrix (reference: 0.1).
-        line_search_steps: candidate steps tried (reference: 10).
-        shrink: :math:`\beta`, step shrink factor per try (reference: 0.8).
-        accept_ratio: minimum actual/expected improvement (reference: 0.5).
+        settings: :class:`TrustRegionSettings` (the reference's defaults if omitted).
+        fisher_product: ``v -> H v`` (without damping) at the current parameters,
+            when the caller has a cheaper exact one (see
+            :meth:`~harl_torchrl.objectives.HATRPOLoss.fisher_product`); by default
+            the Hessian of ``mean_kl()`` by double back-propagation.
+        **overrides: individual settings, e.g. ``max_kl=0.05``.
 
     Returns:
         A :class:`TrustRegionResult`. When not accepted, every parameter is
@@ -172,23 +202,27 @@ def trust_region_step(
         >>> result.accepted, round(result.kl, 3) <= 0.1
         (True, True)
     """
-    require_positive("max_kl", max_kl)
-    require_positive("cg_iterations", cg_iterations)
-    require_positive("line_search_steps", line_search_steps)
-    if not 0.0 < shrink < 1.0:
-        raise ValueError(f"shrink must be in (0, 1), got {shrink}")
+    config = TrustRegionSettings(**{**asdict(settings or TrustRegionSettings()), **overrides})
+    max_kl, damping, shrink, accept_ratio = config.max_kl, config.damping, config.shrink, config.accept_ratio
+    cg_iterations, line_search_steps = config.cg_iterations, config.line_search_steps
     old = [p.detach().clone() for p in params]
     old_flat = flat(old)
     start_value = surrogate()
     g = flat_grad(start_value, params)
     start_value = start_value.detach()
-    fvp = fisher_vector_product(mean_kl(), params, damping)
+    if fisher_product is None:
+        fvp = fisher_vector_product(mean_kl(), params, damping)
+    else:
+
+        def fvp(vector: torch.Tensor) -> torch.Tensor:
+            return fisher_product(vector) + damping * vector
+
     direction = conjugate_gradient(fvp, g, cg_iterations)
     shs = direction.dot(fvp(direction))
     if not torch.isfinite(shs) or shs <= 0 or not g.abs().sum() > 0:
-        return TrustRegionResult(False, 0.0, 0, 0.0, 0.0, 0.0, 0.0)
+        return TrustRegionResult(False, 0.0, 0, 0.0, 0.0, 0.0)
+    # scaled so that the quadratic model of the KL, 0.5 * step^T H step, equals max_kl
     full_step = torch.sqrt(2 * max_kl / shs) * direction
-    quadratic_kl = 0.5 * full_step.dot(fvp(full_step))
     expected = g.dot(full_step).item()
     fraction, kl_value, improvement = 1.0, 0.0, 0.0
     with torch.no_grad():
@@ -204,11 +238,8 @@ def trust_region_step(
                     fraction * expected,
                     improvement,
                     (fraction * full_step).norm().item(),
-                    quadratic_kl.item(),
                 )
             fraction *= shrink
         for p, value in zip(params, old, strict=True):
             p.copy_(value)
-    return TrustRegionResult(
-        False, kl_value, line_search_steps, fraction / shrink * expected, improvement, 0.0, quadratic_kl.item()
-    )
+    return TrustRegionResult(False, kl_value, line_search_steps, fraction / shrink * expected, improvement, 0.0)

@@ -1,8 +1,10 @@
+import copy
+
 import pytest
 import torch
 from tensordict import TensorDict
 from torch import distributions as D
-from torchrl.data import Bounded, Categorical
+from torchrl.data import Bounded, Categorical, MultiCategorical
 
 from harl_torchrl.modules import make_agent_actor
 from harl_torchrl.objectives import HATRPOLoss
@@ -66,10 +68,39 @@ def test_fisher_vector_product_matches_the_explicit_hessian(head):
 def test_full_step_has_quadratic_kl_equal_to_delta(head):
     actor, td = _batch(SPECS[head])
     loss = HATRPOLoss(actor)
-    result = trust_region_step(
-        list(actor.parameters()), lambda: loss.surrogate(td), lambda: loss.mean_kl(td), max_kl=0.02
-    )
-    assert result.quadratic_kl == pytest.approx(0.02, rel=1e-4)
+    params = list(actor.parameters())
+    before = flat([p.detach() for p in params])
+    old_actor = copy.deepcopy(actor)  # H + damping at the old parameters, on an untouched copy
+    fvp = fisher_vector_product(HATRPOLoss(old_actor).mean_kl(td), list(old_actor.parameters()), 0.1)
+    # one accepted line-search try means the applied step is the full step
+    result = trust_region_step(params, lambda: loss.surrogate(td), lambda: loss.mean_kl(td), max_kl=0.02)
+    assert result.accepted and result.line_search_steps == 1
+    step = flat([p.detach() for p in params]) - before
+    assert (0.5 * step.dot(fvp(step))).item() == pytest.approx(0.02, rel=1e-3)
+
+
+@pytest.mark.parametrize("head", [*SPECS, "multi_discrete", "masked"])
+def test_gauss_newton_fisher_product_equals_the_kl_hessian(head):
+    if head == "multi_discrete":
+        actor, td = _batch(MultiCategorical(nvec=[2, 3]), n=32)
+    elif head == "masked":
+        torch.manual_seed(0)
+        actor = make_agent_actor("a", 3, Categorical(4), hidden_sizes=[4], mask_key="action_mask")
+        mask = torch.rand(32, 4) > 0.4
+        mask[:, 0] = True
+        with torch.no_grad():
+            td = actor(TensorDict({("a", "observation"): torch.randn(32, 3), ("a", "action_mask"): mask}, [32]))
+        td["advantage"], td["factor"] = torch.randn(32, 1), torch.ones(32, 1)
+    else:
+        actor, td = _batch(SPECS[head], n=32)
+    loss = HATRPOLoss(actor)
+    params = list(actor.parameters())
+    product = loss.fisher_product(td)
+    assert product is not None
+    hessian = fisher_vector_product(loss.mean_kl(td), params, 0.0)
+    for seed in range(3):
+        v = torch.randn(sum(p.numel() for p in params), generator=torch.Generator().manual_seed(seed))
+        torch.testing.assert_close(product(v), hessian(v), rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize("head", list(SPECS))

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
+import torch.autograd.forward_ad as fwAD
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential
 from torch import distributions as D
+from torch.func import functional_call
 
 from harl_torchrl.errors import ConfigError, unknown_choice
+from harl_torchrl.modules.distributions import MaskedMultiCategorical
+from harl_torchrl.modules.recurrent import is_recurrent
 from harl_torchrl.objectives.haa2c import HAA2CLoss
 
 KL_TYPES = ("exact", "reference_logits")
@@ -85,7 +91,9 @@ class HATRPOLoss(HAA2CLoss):
         if kl_type not in KL_TYPES:
             raise unknown_choice("kl_type", kl_type, KL_TYPES)
         dist_class = getattr(actor_network.module[-1], "distribution_class", None)
-        if kl_type == "reference_logits" and not (isinstance(dist_class, type) and issubclass(dist_class, D.Categorical)):
+        if kl_type == "reference_logits" and not (
+            isinstance(dist_class, type) and issubclass(dist_class, D.Categorical)
+        ):
             raise ConfigError(
                 f"kl_type='reference_logits' is the reference implementation's surrogate for categorical policies; "
                 f"this actor's distribution is {getattr(dist_class, '__name__', dist_class)}. Use kl_type='exact'."
@@ -110,6 +118,72 @@ class HATRPOLoss(HAA2CLoss):
         with torch.no_grad():
             old = self.old_distribution(tensordict)
         return self.kl(old, self.distribution(tensordict)).mean()
+
+    def fisher_product(self, tensordict: TensorDictBase) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        r"""A cheap exact Fisher-vector product at the current (= old) parameters, if available.
+
+        At :math:`\theta = \theta_{old}` the Hessian of the mean KL equals its
+        Gauss-Newton form :math:`\frac1N \sum_i J_i^\top F_i J_i`, where :math:`J_i`
+        is the Jacobian of sample :math:`i`'s distribution parameters w.r.t.
+        :math:`\theta` and :math:`F_i` the KL's Hessian w.r.t. those parameters
+        (Gaussian ``(loc, scale)``: :math:`\mathrm{diag}(1/\sigma^2, 2/\sigma^2)`;
+        categorical logits: :math:`\mathrm{diag}(p) - pp^\top`, zero on masked
+        actions). :math:`Jv` is one forward-mode pass and :math:`J^\top(\cdot)` one
+        backward pass, several times cheaper than differentiating the KL twice.
+
+        Returns:
+            ``v -> H v`` (no damping) over ``self.actor_network.parameters()`` in order,
+            or ``None`` where it does not apply (recurrent actors, the reference's
+            per-logit KL, other distributions): the caller then differentiates
+            :meth:`mean_kl` twice.
+        """
+        prob = self.actor_network.module[-1]
+        dist_class = prob.distribution_class
+        gaussian = isinstance(dist_class, type) and issubclass(dist_class, D.Independent)
+        categorical = isinstance(dist_class, type) and issubclass(dist_class, (D.Categorical, MaskedMultiCategorical))
+        if self.kl_type != "exact" or is_recurrent(self.actor_network) or not (gaussian or categorical):
+            return None
+        net = self.actor_network.module[0]
+        names, params = zip(*net.named_parameters(), strict=True)
+        buffers = dict(net.named_buffers())
+        out = net(tensordict.copy())
+        outputs = [out.get(key) for key in net.out_keys]
+        samples = outputs[0].shape[:-1].numel()
+        with torch.no_grad():
+            old = self.old_distribution(out)
+
+        def metric(tangents: list[torch.Tensor]) -> list[torch.Tensor]:
+            if gaussian:
+                variance = old.base_dist.scale**2
+                return [tangents[0] / variance, 2 * tangents[1] / variance]
+            heads = old.heads if isinstance(old, MaskedMultiCategorical) else [old]
+            parts = tangents[0].split([h.probs.shape[-1] for h in heads], dim=-1)
+            return [
+                torch.cat(
+                    [h.probs * (t - (h.probs * t).sum(-1, keepdim=True)) for h, t in zip(heads, parts, strict=True)], -1
+                )
+            ]
+
+        def product(vector: torch.Tensor) -> torch.Tensor:
+            chunks = vector.detach().split([p.numel() for p in params])
+            with fwAD.dual_level():
+                duals = {
+                    n: fwAD.make_dual(p.detach(), c.view_as(p)) for n, p, c in zip(names, params, chunks, strict=True)
+                }
+                dual_out = functional_call(net, {**duals, **buffers}, (tensordict.copy(),))
+                tangents = [fwAD.unpack_dual(dual_out.get(key)).tangent for key in net.out_keys]
+            tangents = [torch.zeros_like(o) if t is None else t for t, o in zip(tangents, outputs, strict=True)]
+            grads = torch.autograd.grad(
+                outputs, params, grad_outputs=metric(tangents), retain_graph=True, allow_unused=True
+            )
+            return (
+                torch.cat(
+                    [(torch.zeros_like(p) if g is None else g).reshape(-1) for g, p in zip(grads, params, strict=True)]
+                )
+                / samples
+            )
+
+        return product
 
     def surrogate(self, tensordict: TensorDictBase) -> torch.Tensor:
         """``mean(M r A)`` (plus the entropy bonus if any): what the trust-region step maximises."""
