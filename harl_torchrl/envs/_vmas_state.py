@@ -102,6 +102,78 @@ def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[Path, Any,
                 stack.append(((*path, key), value))
 
 
+def global_state(root: Any, batch_dim: int) -> dict[Path, Any]:
+    """The state a reset could change that is *not* per sub-environment.
+
+    Returns ``{path: value}`` for every non-batched tensor (cloned), Python scalar,
+    string or ``None``, and ``("ref", id(obj))`` for references to VMAS objects, reachable
+    from ``root`` like :func:`iter_batched_tensors`'s walk.
+    """
+    modules = (type(root).__module__ or "",)
+    seen: set[int] = set()
+    found: dict[Path, Any] = {}
+    stack: list[tuple[Path, Any]] = [((), root)]
+    while stack:
+        path, obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, (dict, list, tuple)):
+            items = list(obj.items()) if isinstance(obj, dict) else list(enumerate(obj))
+        elif obj is root or _is_traversable(obj, modules):
+            items = list(vars(obj).items())
+        else:
+            continue
+        for key, value in items:
+            child = (*path, key)
+            if isinstance(value, torch.Tensor):
+                if value.dim() == 0 or value.shape[0] != batch_dim:
+                    found[child] = value.detach().clone()
+            elif value is None or isinstance(value, (bool, int, float, str)):
+                found[child] = value
+            elif isinstance(value, (dict, list, tuple)):
+                stack.append((child, value))
+            elif _is_traversable(value, modules):
+                found[child] = ("ref", id(value))
+                stack.append((child, value))
+    return found
+
+
+def _same_state(a: dict[Path, Any], b: dict[Path, Any]) -> bool:
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if isinstance(value, torch.Tensor):
+            if not isinstance(other, torch.Tensor) or value.shape != other.shape or not torch.equal(value, other):
+                return False
+        elif value != other:
+            return False
+    return True
+
+
+def reset_draws_global_state(scenario: Any, reset: Callable[[], None], trials: int = 5) -> bool:
+    """Whether full resets change state shared by all sub-environments (e.g. one goal for the batch).
+
+    Such state cannot be given to a subset of sub-environments: VMAS's own per-index
+    reset leaves it alone, while a full reset redraws it for everyone. Batched
+    partial resets (twin or blend) are then not faithful.
+
+    Args:
+        scenario: a scenario whose world has been made (a small twin will do).
+        reset: resets its whole world.
+        trials: full resets compared with the first (random draws can coincide).
+    """
+    batch_dim = scenario.world.batch_dim
+    reset()
+    first = global_state(scenario, batch_dim)
+    for _ in range(trials):
+        reset()
+        if not _same_state(first, global_state(scenario, batch_dim)):
+            return True
+    return False
+
+
 def reset_where(scenario: Any, mask: torch.Tensor) -> None:
     """Resets the sub-environments selected by ``mask`` with one full reset, blended.
 
@@ -158,7 +230,7 @@ class TwinResetter:
         self.scenario = scenario
         self.twin = twin_scenario
         self.size = twin_scenario.world.batch_dim
-        self._reset_twin = reset_twin
+        self.reset_twin = reset_twin
         names = [[e.name for e in s.world.entities] for s in (scenario, twin_scenario)]
         if names[0] != names[1]:
             raise ValueError(f"the twin world's entities {names[1]} do not match the main world's {names[0]}")
@@ -178,7 +250,7 @@ class TwinResetter:
             # Keep the old tensors themselves (not their ids): a freed tensor's id can be
             # reused by the very tensor the reset allocates in its place.
             stamps = [(c[k], c[k]._version) for _, c, k in self._twin_locations]
-            self._reset_twin()
+            self.reset_twin()
             written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
             for (path, twin_container, key), (old, version) in zip(self._twin_locations, stamps, strict=True):
                 source = twin_container[key]

@@ -16,7 +16,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase
 
-from harl_torchrl.envs._vmas_state import TwinResetter, reset_where
+from harl_torchrl.envs._vmas_state import TwinResetter, reset_draws_global_state, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 from harl_torchrl.utils.device import resolve_device
 
@@ -222,22 +222,31 @@ class VmasTeamEnv(EnvBase):
         if requested == "loop" or (requested == "auto" and self.num_envs < 2):
             return "loop"
         candidates = ["twin", "blend"] if requested == "auto" else [requested]
+        twin = self._make_twin()
+        if twin is not None and reset_draws_global_state(twin.twin, twin.reset_twin):
+            candidates = []  # state shared by the whole batch: only VMAS's per-index reset is faithful
         for mode in candidates:
             if mode == "twin":
-                self._twin = self._make_twin()
+                self._twin = twin
                 if self._twin is None:
                     continue
-            if self._probe_partial_reset(mode):
+            try:
+                exact = self._probe_partial_reset(mode)
+            except Exception:  # a scenario the probe cannot even run: not a candidate
+                exact = False
+            if exact:
                 return mode
             self._twin = None
         if requested != "auto":
             raise ConfigError(
                 f"reset_mode={requested!r} does not reset VMAS scenario {self.scenario_name!r} exactly "
-                "(other sub-environments moved); use reset_mode='auto' or 'loop'"
+                "(other sub-environments moved, or the reset draws state shared by the whole batch); "
+                "use reset_mode='auto' or 'loop'"
             )
         warnings.warn(
-            f"VMAS scenario {self.scenario_name!r} keeps state that batched resets cannot handle; "
-            "falling back to VMAS's per-index reset (slower). Pass reset_mode='loop' to silence this.",
+            f"VMAS scenario {self.scenario_name!r} keeps state that batched resets cannot handle (state outside "
+            "per-environment tensors, or drawn once for the whole batch); falling back to VMAS's per-index reset "
+            "(slower when episodes end at different times). Pass reset_mode='loop' to silence this.",
             stacklevel=3,
         )
         return "loop"
@@ -282,7 +291,7 @@ class VmasTeamEnv(EnvBase):
             return False
         if mode == "twin":
             # the reset rows must hold the twin's fresh states
-            twin_obs = [self._twin.twin.observation(agent) for agent in self._twin.twin.world.agents]
+            twin_obs = [self._twin.twin.observation(agent) for agent in self._twin.twin.world.policy_agents]
             rows = int(mask.sum()) - (int(mask.sum()) - 1) // self._twin.size * self._twin.size
             last = mask.nonzero().flatten()[-rows:]
             return all(torch.equal(after[n][last], o[:rows]) for n, o in zip(self.agent_names, twin_obs, strict=True))

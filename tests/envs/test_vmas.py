@@ -144,3 +144,41 @@ def test_factory_dispatch():
     assert env.batch_size == (3,)
     with pytest.raises(ConfigError, match="env family"):
         make_env({"family": "atari"})
+
+
+@pytest.mark.filterwarnings("ignore:VMAS scenario 'simple_speaker_listener' keeps state")
+@pytest.mark.parametrize("scenario", ["simple_speaker_listener", "kinematic_bicycle"])
+@pytest.mark.parametrize("continuous", [True, False])
+def test_heterogeneous_agents_get_their_own_shapes(scenario, continuous):
+    from harl_torchrl.algorithms import make_on_policy_components
+
+    env = make_vmas_env(scenario, num_envs=8, max_steps=10, continuous_actions=continuous, seed=0)
+    check_env_specs(env, seed=0)
+    obs = {a: env.full_observation_spec_unbatched[a, "observation"].shape for a in env.group_map}
+    act = {a: env.full_action_spec_unbatched[a, "action"] for a in env.group_map}
+    sizes = {a: (s.shape[-1] if continuous else s.space.n) for a, s in act.items()}
+    assert len(set(obs.values())) > 1 or len(set(sizes.values())) > 1
+    algo = {
+        "name": "happo",
+        "actor_lr": 5e-4,
+        "critic_lr": 5e-4,
+        "clip_epsilon": 0.2,
+        "entropy_coeff": 0.01,
+        "epochs": 2,
+        "num_minibatches": 1,
+        "max_grad_norm": 10.0,
+    }
+    parts = make_on_policy_components(algo, {"hidden_sizes": [16]}, env, seed=0)
+    for agent, actor in parts.actors.items():
+        assert actor.module[0].module.trunk[0].normalized_shape == tuple(obs[agent])
+    with torch.no_grad():
+        batch = env.rollout(10, parts.policy, break_when_any_done=False)
+    parts.compute_advantage(batch)
+    diagnostics = parts.updater.update(batch)
+    assert all(torch.isfinite(diagnostics[a, "loss_objective"]) for a in env.group_map)
+
+
+def test_speaker_listener_falls_back_to_per_index_resets():
+    with pytest.warns(UserWarning, match="drawn once for the whole batch"):
+        env = VmasTeamEnv("simple_speaker_listener", num_envs=8)
+    assert env.reset_mode == "loop"

@@ -5,7 +5,7 @@ from vmas.simulator.core import Agent, Sphere, World
 from vmas.simulator.scenario import BaseScenario
 
 from harl_torchrl.envs import VmasTeamEnv
-from harl_torchrl.envs._vmas_state import TwinResetter, iter_batched_tensors, reset_where
+from harl_torchrl.envs._vmas_state import TwinResetter, iter_batched_tensors, reset_draws_global_state, reset_where
 
 
 def _observations(env):
@@ -140,3 +140,12 @@ def test_twin_reset_is_exact_over_many_resets():
         resetter.reset_rows(rows)
         for agent_obs, fresh in zip(_observations(env), _observations(twin), strict=True):
             assert torch.equal(agent_obs[rows], fresh)
+
+
+@pytest.mark.parametrize(
+    "scenario, shared", [("balance", False), ("navigation", False), ("simple_speaker_listener", True)]
+)
+def test_detects_state_drawn_once_for_the_whole_batch(scenario, shared):
+    # simple_speaker_listener draws one goal landmark for the whole batch at a full reset
+    env = vmas.make_env(scenario, num_envs=4, device="cpu", seed=0)
+    assert reset_draws_global_state(env.scenario, lambda: env.scenario.env_reset_world_at(None)) is shared
