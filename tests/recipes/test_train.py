@@ -127,16 +127,20 @@ def test_same_seed_bit_identical_other_seed_differs(tmp_path):
     assert not all(torch.equal(flat[0][k], flat[2][k]) for k in flat[0])
 
 
-def test_resume_continues_from_the_checkpoint(tmp_path):
+@pytest.mark.parametrize("algo", ["happo", "hatrpo", "ippo"])
+def test_resume_continues_from_the_checkpoint(tmp_path, algo):
     recipe = _recipe()
-    first = recipe.run(_config(), tmp_path / "first")
+    first = recipe.run(_config(f"algo={algo}"), tmp_path / "first")
     saved = load_checkpoint(first["checkpoint"])
-    resumed = recipe.run(_config(f"resume={first['checkpoint']}", "total_frames=240"), tmp_path / "second")
+    resumed = recipe.run(
+        _config(f"algo={algo}", f"resume={first['checkpoint']}", "total_frames=240"), tmp_path / "second"
+    )
     rows = [r for r in _rows(tmp_path / "second" / "metrics.csv") if r["iteration"]]
     assert [int(r["step"]) for r in rows] == [240] and rows[0]["iteration"] == "3"
     final = load_checkpoint(resumed["checkpoint"])
     assert final["frames"] == 240
-    assert not torch.equal(final["critic"]["module.0.module.out.weight"], saved["critic"]["module.0.module.out.weight"])
+    changed = [k for k in final["critic"] if not torch.equal(final["critic"][k], saved["critic"][k])]
+    assert changed, "the resumed run trained the critic further"
 
 
 @pytest.mark.parametrize(
