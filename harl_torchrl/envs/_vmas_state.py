@@ -211,7 +211,11 @@ class TwinResetter:
     Only the state that the twin's reset actually writes is copied (detected by
     tensor identity and version counters), so state a VMAS reset leaves alone (for
     example forces from the last step) keeps its values, as with VMAS's own
-    per-index reset.
+    per-index reset. Each twin row is handed out once, in order, and the twin is
+    reset again only when its rows run out: resetting a few finished rows costs a
+    copy, not a reset of a world. Rows of one twin reset are independent draws
+    for scenarios whose reset draws per-environment state (the only ones this is
+    used for: :func:`reset_draws_global_state` detects the others).
 
     Args:
         scenario: the main world's scenario.
@@ -242,20 +246,26 @@ class TwinResetter:
         # The twin is never stepped and was reset when it was built, so where its
         # state lives does not change: only the tensors there do.
         self._twin_locations = [(p, c, k) for p, c, k, _ in iter_batched_tensors(twin_scenario, self.size)]
+        self._fresh: list[tuple[Path, torch.Tensor]] = []
+        self._cursor = self.size  # no fresh rows until the first reset
 
     def reset_rows(self, indices: torch.Tensor) -> None:
-        """Gives the rows ``indices`` of the main world fresh initial states."""
+        """Gives the rows ``indices`` of the main world fresh initial states.
+
+        Twin rows are used once each, in order; the twin is reset again only when
+        they run out, so a reset of a few rows costs a copy, not a whole reset.
+        """
         batch_dim = self.scenario.world.batch_dim
-        for chunk in indices.split(self.size):
-            # Keep the old tensors themselves (not their ids): a freed tensor's id can be
-            # reused by the very tensor the reset allocates in its place.
-            stamps = [(c[k], c[k]._version) for _, c, k in self._twin_locations]
-            self.reset_twin()
+        remaining = indices
+        while len(remaining):
+            if self._cursor == self.size:
+                self._refresh()
+            count = min(len(remaining), self.size - self._cursor)
+            chunk, remaining = remaining[:count], remaining[count:]
+            rows = slice(self._cursor, self._cursor + count)
+            self._cursor += count
             written: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-            for (path, twin_container, key), (old, version) in zip(self._twin_locations, stamps, strict=True):
-                source = twin_container[key]
-                if source is old and source._version == version:
-                    continue  # the reset does not write it
+            for path, source in self._fresh:
                 # paths are resolved from the root each time: the main world is stepped
                 # and may have replaced objects along the way
                 location = _resolve(self.scenario, path)
@@ -266,6 +276,20 @@ class TwinResetter:
                 if not isinstance(tensor, torch.Tensor) or tensor.shape != (batch_dim, *source.shape[1:]):
                     continue
                 if id(tensor) not in written:  # tensors shared by several locations stay shared
-                    rows = source[: len(chunk)].to(device=tensor.device, dtype=tensor.dtype)
-                    written[id(tensor)] = (tensor, tensor.index_put((chunk,), rows))  # holding `tensor` pins its id
+                    fresh = source[rows].to(device=tensor.device, dtype=tensor.dtype)
+                    written[id(tensor)] = (tensor, tensor.index_put((chunk,), fresh))  # holding `tensor` pins its id
                 container[main_key] = written[id(tensor)][1]
+
+    def _refresh(self) -> None:
+        """Resets the twin and records which of its tensors the reset wrote."""
+        # Keep the old tensors themselves (not their ids): a freed tensor's id can be
+        # reused by the very tensor the reset allocates in its place.
+        stamps = [(c[k], c[k]._version) for _, c, k in self._twin_locations]
+        self.reset_twin()
+        self._fresh = []
+        for (path, container, key), (old, version) in zip(self._twin_locations, stamps, strict=True):
+            source = container[key]
+            if source is old and source._version == version:
+                continue  # the reset does not write it
+            self._fresh.append((path, source))
+        self._cursor = 0

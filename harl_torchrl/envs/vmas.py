@@ -260,7 +260,7 @@ class VmasTeamEnv(EnvBase):
             source = scenario if isinstance(scenario, str) else type(scenario)()
             twin = vmas.make_env(
                 source,
-                num_envs=min(self.num_envs, max(8, self.num_envs // 64)),
+                num_envs=min(self.num_envs, max(16, self.num_envs // 8)),
                 device=self.device,
                 continuous_actions=continuous,
                 multidiscrete_actions=multidiscrete,

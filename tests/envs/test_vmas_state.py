@@ -77,6 +77,32 @@ def test_twin_reset_handles_more_rows_than_the_twin_holds():
         assert not torch.equal(a[rows[:2]], a[rows[4:]])
 
 
+def test_twin_rows_are_used_once_and_in_order_before_the_twin_is_reset_again():
+    env = _perturbed_env("balance")
+    twin = vmas.make_env("balance", num_envs=4, device="cpu", seed=1)
+    resets = []
+
+    def reset_twin():
+        resets.append(1)
+        twin.scenario.env_reset_world_at(None)
+
+    resetter = TwinResetter(env.scenario, twin.scenario, reset_twin)
+    resetter.reset_rows(torch.tensor([7]))
+    first_draw = [obs.clone() for obs in _observations(twin)]
+    resetter.reset_rows(torch.tensor([1, 5]))
+    assert len(resets) == 1, "three rows fit in one twin reset of four"
+    for agent_obs, fresh in zip(_observations(env), first_draw, strict=True):
+        assert torch.equal(agent_obs[7], fresh[0])
+        assert torch.equal(agent_obs[[1, 5]], fresh[1:3])
+    resetter.reset_rows(torch.tensor([0, 11]))  # one row left, then a new twin reset
+    assert len(resets) == 2
+    second_draw = _observations(twin)
+    for agent_obs, old, new in zip(_observations(env), first_draw, second_draw, strict=True):
+        assert torch.equal(agent_obs[0], old[3])
+        assert torch.equal(agent_obs[11], new[0])
+        assert not torch.equal(old[0], new[0]), "a new twin reset draws new states: the test can fail"
+
+
 def test_twin_of_another_configuration_is_refused():
     env = _perturbed_env("balance")
     twin = vmas.make_env("balance", num_envs=4, device="cpu", n_agents=2)
