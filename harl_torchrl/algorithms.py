@@ -155,7 +155,15 @@ def _policy_trainers(
     if algorithm.trust_region:
         settings = {
             key: cfg[key]
-            for key in ("max_kl", "cg_iterations", "damping", "line_search_steps", "shrink", "accept_ratio")
+            for key in (
+                "max_kl",
+                "cg_iterations",
+                "damping",
+                "line_search_steps",
+                "shrink",
+                "accept_ratio",
+                "fisher_fraction",
+            )
             if key in cfg
         }
         return {name: TrustRegionTrainer(loss, **settings) for name, loss in losses.items()}

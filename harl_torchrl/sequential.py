@@ -27,7 +27,7 @@ from torch import nn
 from torchrl.modules import set_recurrent_mode
 
 from harl_torchrl.errors import ConfigError, require_positive
-from harl_torchrl.trust_region import TrustRegionSettings, trust_region_step
+from harl_torchrl.trust_region import TrustRegionSettings, fisher_vector_product, trust_region_step
 
 Order = Literal["random", "fixed"]
 
@@ -188,28 +188,58 @@ class TrustRegionTrainer:
 
     Args:
         loss: the agent's :class:`~harl_torchrl.objectives.HATRPOLoss`.
+        fisher_fraction: fraction of the batch's rows (its first dimension: with
+            the collector's ``[envs, time]`` batches, whole trajectories, which keeps
+            recurrent sequences intact), drawn afresh each step from the updater's
+            generator, on which the Fisher-vector products of the
+            conjugate gradient are computed. ``1.0`` (default) is the exact
+            full-batch Fisher of the paper and the reference; a smaller value
+            trades a noisier natural-gradient direction for a cheaper step (the
+            usual TRPO subsampling). The line search's KL check and the surrogate
+            always use the whole batch, so accepted steps stay inside the trust
+            region either way.
         **settings: :class:`~harl_torchrl.trust_region.TrustRegionSettings` fields
             (``max_kl``, ``cg_iterations``, ``damping``, ``line_search_steps``,
             ``shrink``, ``accept_ratio``); the reference's defaults otherwise.
+
+    Raises:
+        ConfigError: ``fisher_fraction`` outside ``(0, 1]`` or a setting out of its range.
     """
 
     optimizer = None  # nothing to checkpoint: the step keeps no state
 
-    def __init__(self, loss: TensorDictModuleBase, **settings: float) -> None:
+    def __init__(self, loss: TensorDictModuleBase, fisher_fraction: float = 1.0, **settings: float) -> None:
+        if not 0.0 < fisher_fraction <= 1.0:
+            raise ConfigError(f"fisher_fraction must be in (0, 1], got {fisher_fraction}")
         self.loss = loss
+        self.fisher_fraction = float(fisher_fraction)
         self.settings = TrustRegionSettings(**settings)  # checked here, before training
+
+    def _fisher_batch(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDictBase:
+        if self.fisher_fraction == 1.0:
+            return batch
+        rows = batch.shape[0]
+        count = max(1, round(rows * self.fisher_fraction))
+        return batch[torch.randperm(rows, generator=generator)[:count].to(batch.device)]
 
     def train(self, batch: TensorDictBase, generator: torch.Generator) -> TensorDict:
         """One trust-region step on the whole batch; returns its diagnostics."""
         params = [p for p in self.loss.actor_network.parameters() if p.requires_grad]
         fisher = getattr(self.loss, "fisher_product", None)
         with set_recurrent_mode(True):
+            fisher_batch = self._fisher_batch(batch, generator)
+            if fisher is not None:
+                fisher_product = fisher(fisher_batch)
+            elif fisher_batch is not batch:
+                fisher_product = fisher_vector_product(self.loss.mean_kl(fisher_batch), params, damping=0.0)
+            else:
+                fisher_product = None  # trust_region_step differentiates mean_kl on the whole batch
             result = trust_region_step(
                 params,
                 lambda: self.loss.surrogate(batch),
                 lambda: self.loss.mean_kl(batch),
                 self.settings,
-                fisher_product=fisher(batch) if fisher is not None else None,
+                fisher_product=fisher_product,
             )
             with torch.no_grad():
                 out = self.loss(batch)

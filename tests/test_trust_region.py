@@ -6,6 +6,7 @@ from tensordict import TensorDict
 from torch import distributions as D
 from torchrl.data import Bounded, Categorical, MultiCategorical
 
+from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules import make_agent_actor
 from harl_torchrl.objectives import HATRPOLoss
 from harl_torchrl.sequential import TrustRegionTrainer
@@ -116,6 +117,45 @@ def test_accepted_updates_respect_the_trust_region(head):
             assert result["kl"].item() <= 0.01
             assert result["actual_improvement"] > 0
     assert accepted >= 15, "most steps should be accepted, or the test proves little"
+
+
+@pytest.mark.parametrize("head", list(SPECS))
+def test_subsampled_fisher_keeps_accepted_updates_inside_the_trust_region(head):
+    accepted = 0
+    for seed in range(20):
+        actor, td = _batch(SPECS[head], n=256, seed=seed)
+        loss = HATRPOLoss(actor)
+        trainer = TrustRegionTrainer(loss, fisher_fraction=0.25, max_kl=0.01)
+        result = trainer.train(td, torch.Generator().manual_seed(seed))
+        if result["accepted"]:
+            accepted += 1
+            assert loss.mean_kl(td).item() <= 0.01 + 1e-7  # measured on the whole batch
+    assert accepted >= 15, "most steps should be accepted, or the test proves little"
+
+
+@pytest.mark.parametrize("fraction, rows", [(0.25, 16), (1.0, 64)])
+def test_fisher_products_see_the_requested_fraction_of_the_batch(monkeypatch, fraction, rows):
+    actor, td = _batch(SPECS["categorical"], n=64)
+    loss = HATRPOLoss(actor)
+    seen = []
+    exact = loss.fisher_product
+
+    def spy(batch):
+        seen.append(batch)
+        return exact(batch)
+
+    monkeypatch.setattr(loss, "fisher_product", spy)
+    TrustRegionTrainer(loss, fisher_fraction=fraction).train(td, torch.Generator().manual_seed(0))
+    assert [b.shape[0] for b in seen] == [rows]
+    if fraction == 1.0:
+        assert seen[0] is td
+
+
+@pytest.mark.parametrize("fraction", [0.0, -0.5, 1.5])
+def test_fisher_fraction_out_of_range_is_refused(fraction):
+    actor, _ = _batch(SPECS["gaussian"])
+    with pytest.raises(ConfigError, match="fisher_fraction"):
+        TrustRegionTrainer(HATRPOLoss(actor), fisher_fraction=fraction)
 
 
 def test_rejected_search_restores_parameters_bit_identically(monkeypatch):
