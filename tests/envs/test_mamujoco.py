@@ -3,6 +3,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from rollouts import fixed_actions, replay
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
@@ -12,21 +13,6 @@ from harl_torchrl.errors import ConfigError, MissingDependencyError
 
 pytest.importorskip("gymnasium_robotics")
 pytest.importorskip("mujoco")
-
-
-def fixed_actions(env, steps, seed=0):
-    torch.manual_seed(seed)
-    return [env.full_action_spec.rand() for _ in range(steps)]
-
-
-def replay(env, actions):
-    td = env.reset()
-    out = []
-    for action in actions:
-        td.update(action)
-        transition, td = env.step_and_maybe_reset(td)
-        out.append(transition.clone())
-    return torch.stack(out, dim=1)
 
 
 def constant_policy(env, value):

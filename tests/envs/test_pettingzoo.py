@@ -3,6 +3,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from rollouts import fixed_actions, replay
 from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
@@ -13,23 +14,6 @@ from harl_torchrl.errors import ConfigError, MissingDependencyError
 pytest.importorskip("mpe2")
 
 SCENARIOS = ["simple_spread", "simple_speaker_listener", "simple_reference"]
-
-
-def fixed_actions(env, steps, seed=0):
-    """Actions sampled ahead of time from the specs, so that two envs can replay them."""
-    torch.manual_seed(seed)
-    return [env.full_action_spec.rand() for _ in range(steps)]
-
-
-def replay(env, actions):
-    """Steps env with the given actions (resetting finished copies); returns the stacked transitions."""
-    td = env.reset()
-    out = []
-    for action in actions:
-        td.update(action)
-        transition, td = env.step_and_maybe_reset(td)
-        out.append(transition.clone())
-    return torch.stack(out, dim=1)
 
 
 @pytest.mark.parametrize("continuous", [True, False])
