@@ -171,3 +171,21 @@ def test_cuda_without_gpu_fails_before_training(tmp_path):
     with pytest.raises(ConfigError, match="CUDA is not available"):
         _recipe().run(_config("device=cuda"), tmp_path)
     assert not (tmp_path / "metrics.csv").exists()
+
+
+ENV_CONFIGS = sorted(
+    str(p.relative_to(RECIPES / "conf" / "env").with_suffix("")) for p in (RECIPES / "conf" / "env").rglob("*.yaml")
+)
+
+
+@pytest.mark.parametrize("env_config", ENV_CONFIGS)
+def test_every_env_config_builds_an_env_that_passes_torchrl_checks(env_config):
+    from torchrl.envs.utils import check_env_specs
+
+    from harl_torchrl.envs import make_env
+
+    family = env_config.split("/")[0]
+    pytest.importorskip({"vmas": "vmas", "pettingzoo": "mpe2", "mamujoco": "gymnasium_robotics"}[family])
+    env = make_env(_config(f"env={env_config}", vmas=False).env, num_envs=2, seed=0)
+    check_env_specs(env, seed=0)
+    assert env.group_map == {name: [name] for name in env.group_map}, "one group per agent"
