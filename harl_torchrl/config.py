@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from harl_torchrl.algorithms import validate_algo_config
+from harl_torchrl.collection import check_workers
 from harl_torchrl.envs.factory import FAMILIES
 from harl_torchrl.errors import ConfigError, require_positive, unknown_choice
 from harl_torchrl.modules.mlp import activation_class
@@ -29,6 +30,7 @@ def validate_run_config(cfg: Mapping[str, Any]) -> None:
     require_positive("env.num_envs", env.get("num_envs", 1))
     require_positive("total_frames", cfg["total_frames"])
     require_positive("collector.rollout_steps", cfg["collector"]["rollout_steps"])
+    check_workers(cfg["collector"].get("workers", 1), env.get("num_envs", 1))
     model = cfg["model"]
     if model.get("name", "mlp") not in ("mlp", "gru"):
         raise unknown_choice("model", model.get("name"), ["mlp", "gru"])

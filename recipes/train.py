@@ -21,10 +21,10 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from torchrl.collectors import Collector
 from tqdm import tqdm
 
 from harl_torchrl.algorithms import make_on_policy_components
+from harl_torchrl.collection import make_collector
 from harl_torchrl.config import validate_run_config
 from harl_torchrl.envs import make_env
 from harl_torchrl.errors import ConfigError, MissingDependencyError
@@ -64,13 +64,16 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
 
     frames_per_batch = env.batch_size.numel() * cfg.collector.rollout_steps
     iterations_left = max(0, math.ceil((cfg.total_frames - frames) / frames_per_batch))
-    collector = Collector(
+    collector = make_collector(
         env,
         parts.policy,
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
+        workers=cfg.collector.workers,
+        env_cfg=cfg.env,
+        seed=cfg.seed,
         device=device,
-        auto_register_policy_transforms=False,
+        prepare_env=parts.prepare_env,
     )
     logger = MetricLogger(output_dir, cfg.logger.backends, resume=bool(cfg.resume))
     checkpoint_path = output_dir / "checkpoint.pt"
@@ -89,6 +92,8 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         update_start = time.perf_counter()
         parts.compute_advantage(batch)
         diagnostics = parts.updater.update(batch)
+        if cfg.collector.workers > 1:
+            collector.update_policy_weights_()  # the worker processes get the new policy
         update_time = time.perf_counter() - update_start
         frames += batch.numel()
         iteration += 1

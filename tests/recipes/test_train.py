@@ -157,6 +157,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path, algo):
         ("model=gru model.chunk_length=7", "multiple of model.chunk_length"),
         ("algo=hatrpo algo.max_kl=-1", "max_kl must be > 0"),
         ("+env.scenario_kwargs.n_agnts=3", "n_agnts"),
+        ("collector.workers=3", "multiple of collector.workers"),
+        ("algo=hatrpo algo.fisher_fraction=1.5", "fisher_fraction"),
     ],
 )
 def test_bad_input_fails_before_training(tmp_path, override, match):
@@ -164,6 +166,13 @@ def test_bad_input_fails_before_training(tmp_path, override, match):
         _recipe().run(_config(*override.split()), tmp_path)
     assert not (tmp_path / "checkpoint.pt").exists()
     assert not (tmp_path / "metrics.csv").exists()
+
+
+def test_worker_processes_train_through_the_recipe(tmp_path):
+    _recipe().run(_config("collector.workers=2"), tmp_path)
+    rows = [r for r in _rows(tmp_path / "metrics.csv") if r["iteration"]]
+    assert [int(r["step"]) for r in rows] == [80, 160]
+    assert all(math.isfinite(float(r["agent_0/loss_objective"])) for r in rows)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")

@@ -1,0 +1,121 @@
+"""Collectors for the recipes: in-process, or several worker processes for CPU-bound simulators.
+
+VMAS is vectorised in torch, so one process stepping all sub-environments is the
+fastest way to run it. MPE and MaMuJoCo step their copies one after another in
+Python/C; on a machine with more cores, ``workers`` processes each step
+``num_envs / workers`` copies with their own copy of the policy, through TorchRL's
+:class:`~torchrl.collectors.MultiSyncCollector`, and the batch comes back with the
+same ``[num_envs, rollout_steps]`` layout as in-process collection.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from tensordict.nn import TensorDictModuleBase
+from torchrl.collectors import Collector, MultiSyncCollector
+from torchrl.envs import EnvBase
+
+from harl_torchrl.envs.factory import make_env
+from harl_torchrl.errors import ConfigError, require_positive
+
+
+def check_workers(workers: int, num_envs: int) -> None:
+    """Raises :class:`~harl_torchrl.errors.ConfigError` unless ``workers`` can split ``num_envs``."""
+    require_positive("collector.workers", workers)
+    if num_envs % workers:
+        raise ConfigError(
+            f"env.num_envs={num_envs} must be a multiple of collector.workers={workers} "
+            "(each worker steps the same number of copies)"
+        )
+
+
+def _worker_env(
+    env_cfg: Mapping[str, Any], num_envs: int, seed: int, device: str, prepare: Callable[[EnvBase], EnvBase]
+) -> EnvBase:
+    torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
+    return prepare(make_env(env_cfg, num_envs=num_envs, seed=seed, device=device))
+
+
+def make_collector(
+    env: EnvBase,
+    policy: TensorDictModuleBase,
+    *,
+    frames_per_batch: int,
+    total_frames: int,
+    workers: int = 1,
+    env_cfg: Mapping[str, Any] | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    prepare_env: Callable[[EnvBase], EnvBase] | None = None,
+) -> Collector | MultiSyncCollector:
+    """A collector of ``[num_envs, steps]`` batches from ``env``, in-process or over worker processes.
+
+    With ``workers > 1``, worker ``i`` builds its own env from ``env_cfg`` with
+    ``num_envs / workers`` copies seeded from ``seed + i * num_envs / workers`` (so
+    the copies get the seeds they get in one process) and runs a copy of
+    ``policy``; after each update, call ``collector.update_policy_weights_()``
+    (a no-op in-process). Sampling in the workers uses their own random streams,
+    so runs with ``workers > 1`` are not bit-reproducible.
+
+    Args:
+        env: the training env (in-process collection uses it; otherwise it only
+            gives the number of copies).
+        policy: the joint policy.
+        frames_per_batch: frames per batch, summed over copies.
+        total_frames: frames to collect in all (``-1``: without end).
+        workers: collecting processes (1: in-process).
+        env_cfg: the ``env`` config group, needed when ``workers > 1``.
+        seed: the training env's seed.
+        device: the device of the envs and the policy.
+        prepare_env: applied to each worker's env (e.g. the recurrent transforms
+            of :class:`~harl_torchrl.algorithms.OnPolicyComponents`).
+
+    Raises:
+        ConfigError: ``workers`` is not positive or does not divide the number of
+            copies, or ``env_cfg`` is missing for ``workers > 1``.
+
+    Example:
+        >>> from harl_torchrl.envs import make_env
+        >>> env = make_env({"family": "vmas", "scenario": "balance", "num_envs": 4, "max_steps": 5,
+        ...                 "scenario_kwargs": {"n_agents": 2}})
+        >>> collector = make_collector(env, None, frames_per_batch=20, total_frames=20)
+        >>> next(iter(collector)).shape
+        torch.Size([4, 5])
+    """
+    num_envs = env.batch_size.numel()
+    check_workers(workers, num_envs)
+    if workers == 1:
+        return Collector(
+            env,
+            policy,
+            frames_per_batch=frames_per_batch,
+            total_frames=total_frames,
+            device=device,
+            auto_register_policy_transforms=False,
+        )
+    if env_cfg is None:
+        raise ConfigError("make_collector needs env_cfg to build the workers' envs when workers > 1")
+    per_worker = num_envs // workers
+    prepare = prepare_env if prepare_env is not None else _unchanged
+    env_fns = [
+        functools.partial(_worker_env, env_cfg, per_worker, seed + i * per_worker, str(device), prepare)
+        for i in range(workers)
+    ]
+    return MultiSyncCollector(
+        env_fns,
+        policy,
+        frames_per_batch=frames_per_batch,
+        total_frames=total_frames,
+        device=device,
+        use_buffers=True,
+        cat_results=0,  # concatenate the workers' copies: [num_envs, steps], as in-process
+        auto_register_policy_transforms=False,
+    )
+
+
+def _unchanged(env: EnvBase) -> EnvBase:
+    return env
