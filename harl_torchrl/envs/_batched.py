@@ -149,6 +149,7 @@ class BatchedParallelEnv(EnvBase):
         super().__init__(device=device, batch_size=torch.Size([num_envs]))
         self.num_envs = num_envs
         self.max_steps = max_steps
+        self._clip_actions = True  # families that can take out-of-box actions may turn it off
         self._on_cpu = self.device is None or torch.device(self.device).type == "cpu"
         self._cpu = torch.device("cpu")
         # Mutable per-step state lives in a plain namespace: setting an attribute of the
@@ -269,8 +270,9 @@ class BatchedParallelEnv(EnvBase):
             action = action.detach().numpy()
             bounds = self._action_bounds.get(name)
             if bounds is not None:
-                # our Gaussian policies sample unbounded actions; the raw envs want their box
-                action = np.clip(action, bounds[0], bounds[1])
+                if self._clip_actions:
+                    # our Gaussian policies sample unbounded actions; the raw envs want their box
+                    action = np.clip(action, bounds[0], bounds[1])
             elif action.size and (action.min() < 0 or action.max() >= self.action_spaces[name].n):
                 raise ValueError(
                     f"{name}: discrete actions must lie in [0, {self.action_spaces[name].n}), got {action.tolist()}"

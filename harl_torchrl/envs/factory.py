@@ -81,6 +81,7 @@ def make_env(
             max_steps=env_cfg.get("max_steps", 1000),
             obs_mode=env_cfg.get("obs_mode", "local"),
             agent_obsk=env_cfg.get("agent_obsk", 1),
+            clip_actions=env_cfg.get("clip_actions", True),
             seed=seed,
             device=device,
             **dict(env_cfg.get("env_kwargs") or {}),

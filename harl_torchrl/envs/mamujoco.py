@@ -176,6 +176,10 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         agent_obsk: graph distance of the joints an agent observes in local mode.
         standardize_state: standardise ``"state"`` per vector as the reference does;
             ``None`` (default) does it in global mode only.
+        clip_actions: clip actions to the env's box before stepping (default).
+            ``False`` passes them unclipped, as the reference implementation does:
+            MuJoCo still clamps the controls, but the control cost is charged on
+            the unclipped action, so returns are comparable with its published ones.
         seed: copy ``i`` is seeded with ``seed + i`` at its next reset.
         device: where the output tensors live (MuJoCo runs on the CPU).
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``);
@@ -204,6 +208,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         obs_mode: ObsMode = "local",
         agent_obsk: int = 1,
         standardize_state: bool | None = None,
+        clip_actions: bool = True,
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **env_kwargs: Any,
@@ -218,6 +223,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
             raise ConfigError(f"agent_obsk must be an integer >= 0, got {agent_obsk!r}")
         mamujoco_v1 = _import_mamujoco()
         super().__init__(num_envs=num_envs, max_steps=max_steps, device=device)
+        self._clip_actions = bool(clip_actions)
         self.scenario_name = scenario
         self.agent_conf = agent_conf
         self.obs_mode = obs_mode
@@ -383,6 +389,7 @@ def make_mamujoco_env(
     max_steps: int = 1000,
     obs_mode: ObsMode = "local",
     agent_obsk: int = 1,
+    clip_actions: bool = True,
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **env_kwargs: Any,
@@ -397,6 +404,10 @@ def make_mamujoco_env(
         obs_mode: ``"local"`` (the env's per-agent observations) or ``"global"`` (the
             reference's standardised state plus one-hot id).
         agent_obsk: graph distance of observed joints in local mode.
+        clip_actions: clip actions to the env's box before stepping (default). With
+            ``False`` the raw action reaches the env, as in the reference
+            implementation: MuJoCo still clamps the controls, but the control cost
+            is charged on the unclipped action.
         seed: copy ``i`` gets ``seed + i``.
         device: where the output tensors live.
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (see :class:`MaMuJoCoTeamEnv`).
@@ -414,6 +425,7 @@ def make_mamujoco_env(
         max_steps=max_steps,
         obs_mode=obs_mode,
         agent_obsk=agent_obsk,
+        clip_actions=clip_actions,
         seed=seed,
         device=device,
         **env_kwargs,

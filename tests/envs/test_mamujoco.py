@@ -92,6 +92,27 @@ def test_matches_the_raw_parallel_env(scenario, agent_conf):
         td = td["next"]
 
 
+@pytest.mark.parametrize("clip_actions", [True, False])
+def test_out_of_box_actions_are_clipped_or_passed_as_asked(clip_actions):
+    """Humanoid's box is [-0.4, 0.4]: the control cost sees the clipped or the raw action."""
+    from gymnasium_robotics import mamujoco_v1
+
+    env = make_mamujoco_env("Humanoid", "9|8", num_envs=1, clip_actions=clip_actions, seed=2)
+    with mujoco_warnings_as_python_warnings():
+        raw = mamujoco_v1.parallel_env("Humanoid", "9|8")
+    td = env.reset()
+    raw.reset(seed=2)
+    action = {a: np.full(env.action_spaces[a].shape, 0.9) for a in env.agent_names}
+    td = env.step(td.update({(a, "action"): torch.tensor(v[None], dtype=torch.float32) for a, v in action.items()}))
+    sent = {a: np.clip(v, -0.4, 0.4) if clip_actions else v for a, v in action.items()}
+    _, rewards, _, _, _ = raw.step(sent)
+    assert td["next", "reward"].item() == np.float32(rewards["agent_0"])
+    clipped_cost = 0.1 * 17 * 0.4**2  # Humanoid's ctrl_cost_weight x sum of squared controls
+    raw_cost = 0.1 * 17 * 0.9**2
+    other = rewards["agent_0"] + (clipped_cost - raw_cost if clip_actions else raw_cost - clipped_cost)
+    assert abs(td["next", "reward"].item() - other) > 0.5, "the two settings differ: the test can fail"
+
+
 def test_team_reward_is_the_shared_reward():
     env = make_mamujoco_env("HalfCheetah", "2x3", num_envs=3, seed=0)
     td = env.rollout(5)
