@@ -69,7 +69,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         parts.policy,
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
-        workers=cfg.collector.workers,
+        workers=cfg.collector.get("workers", 1),
         env_cfg=cfg.env,
         seed=cfg.seed,
         device=device,
@@ -92,7 +92,7 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         update_start = time.perf_counter()
         parts.compute_advantage(batch)
         diagnostics = parts.updater.update(batch)
-        if cfg.collector.workers > 1:
+        if cfg.collector.get("workers", 1) > 1:
             collector.update_policy_weights_()  # the worker processes get the new policy
         update_time = time.perf_counter() - update_start
         frames += batch.numel()
