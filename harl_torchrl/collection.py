@@ -117,5 +117,5 @@ def make_collector(
     )
 
 
-def _unchanged(env: EnvBase) -> EnvBase:
+def _unchanged(env: EnvBase) -> EnvBase:  # a module-level function: workers must unpickle it
     return env

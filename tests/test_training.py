@@ -17,17 +17,8 @@ ALGO = {
         "num_minibatches": 2,
         "max_grad_norm": 10.0,
     },
-    "ippo": {
-        "name": "ippo",
-        "actor_lr": 1e-3,
-        "critic_lr": 1e-3,
-        "clip_epsilon": 0.2,
-        "entropy_coeff": 0.01,
-        "epochs": 2,
-        "num_minibatches": 2,
-        "max_grad_norm": 10.0,
-    },
 }
+ALGO["ippo"] = {**ALGO["happo"], "name": "ippo"}
 
 
 def _trained(algo, seed):

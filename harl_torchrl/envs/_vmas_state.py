@@ -62,16 +62,14 @@ def _resolve(root: Any, path: Path) -> tuple[Any, Any] | None:
         return None
 
 
-def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[Path, Any, Any, torch.Tensor]]:
-    """Yields ``(path, container, key, tensor)`` for every batched tensor reachable from ``root``.
+def _walk(root: Any) -> Iterator[tuple[Path, Any, list[tuple[Any, Any]], tuple[str, ...]]]:
+    """Visits ``root`` and everything reachable from it once: yields ``(path, obj, items, modules)``.
 
-    ``container[key]`` is where the tensor lives (an object's ``__dict__``, a list or
-    a dict) and ``path`` the keys leading there from ``root``; two worlds built by
-    the same scenario class yield the same paths, in the same order. A tensor is
-    batched when its first dimension has size ``batch_dim``.
-
-    Only objects whose class comes from VMAS or from the root's own module are
-    entered, so that the walk never wanders into torch, numpy or the renderer.
+    ``items`` are ``obj``'s ``(key, child)`` pairs (a dict's items, a list's or
+    tuple's indices, an object's ``__dict__``). Only dicts, lists, tuples and objects
+    whose class comes from VMAS or from the root's own module are entered, so that
+    the walk never wanders into torch, numpy or the renderer. Two worlds built by
+    the same scenario class are visited along the same paths, in the same order.
     """
     modules = (type(root).__module__ or "",)
     seen: set[int] = set()
@@ -81,25 +79,30 @@ def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[Path, Any,
         if id(obj) in seen:
             continue
         seen.add(id(obj))
-        if isinstance(obj, dict):
-            container, items = obj, list(obj.items())
-        elif isinstance(obj, list):
-            container, items = obj, list(enumerate(obj))
-        elif isinstance(obj, tuple):
-            # immutable: enter it, but its own tensors cannot be replaced
-            stack.extend(((*path, i), v) for i, v in enumerate(obj) if not isinstance(v, torch.Tensor))
-            continue
-        elif obj is root or _is_traversable(obj, modules):
-            container = vars(obj)
-            items = list(container.items())
-        else:
-            continue
+        container = _container(obj)
+        items = list(container.items()) if isinstance(container, dict) else list(enumerate(container))
+        yield path, obj, items, modules
         for key, value in items:
-            if isinstance(value, torch.Tensor):
-                if value.dim() > 0 and value.shape[0] == batch_dim:
-                    yield (*path, key), container, key, value
-            elif isinstance(value, (dict, list, tuple)) or hasattr(value, "__dict__"):
+            if isinstance(value, (dict, list, tuple)) or _is_traversable(value, modules):
                 stack.append(((*path, key), value))
+
+
+def iter_batched_tensors(root: Any, batch_dim: int) -> Iterator[tuple[Path, Any, Any, torch.Tensor]]:
+    """Yields ``(path, container, key, tensor)`` for every batched tensor reachable from ``root``.
+
+    ``container[key]`` is where the tensor lives (an object's ``__dict__``, a list or
+    a dict) and ``path`` the keys leading there from ``root``; two worlds built by
+    the same scenario class yield the same paths, in the same order. A tensor is
+    batched when its first dimension has size ``batch_dim``. Tensors inside tuples
+    are skipped: they cannot be replaced.
+    """
+    for path, obj, items, _ in _walk(root):
+        if isinstance(obj, tuple):
+            continue
+        container = _container(obj)
+        for key, value in items:
+            if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == batch_dim:
+                yield (*path, key), container, key, value
 
 
 def global_state(root: Any, batch_dim: int) -> dict[Path, Any]:
@@ -109,21 +112,8 @@ def global_state(root: Any, batch_dim: int) -> dict[Path, Any]:
     string or ``None``, and ``("ref", id(obj))`` for references to VMAS objects, reachable
     from ``root`` like :func:`iter_batched_tensors`'s walk.
     """
-    modules = (type(root).__module__ or "",)
-    seen: set[int] = set()
     found: dict[Path, Any] = {}
-    stack: list[tuple[Path, Any]] = [((), root)]
-    while stack:
-        path, obj = stack.pop()
-        if id(obj) in seen:
-            continue
-        seen.add(id(obj))
-        if isinstance(obj, (dict, list, tuple)):
-            items = list(obj.items()) if isinstance(obj, dict) else list(enumerate(obj))
-        elif obj is root or _is_traversable(obj, modules):
-            items = list(vars(obj).items())
-        else:
-            continue
+    for path, _, items, modules in _walk(root):
         for key, value in items:
             child = (*path, key)
             if isinstance(value, torch.Tensor):
@@ -131,11 +121,8 @@ def global_state(root: Any, batch_dim: int) -> dict[Path, Any]:
                     found[child] = value.detach().clone()
             elif value is None or isinstance(value, (bool, int, float, str)):
                 found[child] = value
-            elif isinstance(value, (dict, list, tuple)):
-                stack.append((child, value))
-            elif _is_traversable(value, modules):
+            elif not isinstance(value, (dict, list, tuple)) and _is_traversable(value, modules):
                 found[child] = ("ref", id(value))
-                stack.append((child, value))
     return found
 
 
