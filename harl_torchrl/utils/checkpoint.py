@@ -1,27 +1,276 @@
-"""Atomic checkpoint files, loaded with ``weights_only=True``."""
+"""Self-describing, verified, atomically written checkpoint files.
+
+A checkpoint file is one :func:`torch.save` archive holding a plain dict::
+
+    {
+        "harl_torchrl_checkpoint": FORMAT_VERSION,   # marks our files, and their layout
+        "meta": {...},          # format/library/torch versions, algorithm, algo/env/model config, counters
+        "sidecars": {name: {"file": "checkpoint.replay.<sha12>.pt", "sha256": "..."}},
+        "sha256": "...",        # digest of meta + sidecars + state (see below)
+        "state": {...},         # what the loop saved: tensors, numbers, strings in dicts/lists
+    }
+
+The digest is SHA-256 over a canonical walk of ``meta``, ``sidecars`` and ``state``: each
+leaf contributes its position, type and value, and each tensor its dtype, shape and raw
+bytes, hashed in place (a memory view of the tensor, no copy). So a flipped bit in any
+tensor, number or key is caught after loading, and a flipped bit in the archive's own
+structure fails the load itself: both give a :class:`CheckpointError` naming the file.
+
+Large extra payloads (an off-policy replay buffer of hundreds of MB) go to *sidecar* files
+written the same way, ``<stem>.<name>.<sha12>.pt``, whose digest the main file records:
+:func:`torch.save` streams their tensors to disk and the digest reads them in place, so
+saving holds no extra copy of the buffer, and the main file stays small enough to be
+read for its metadata alone (``sidecars=False``). Sidecar names carry their digest, so the
+main file and the previous one each keep their own sidecar; unreferenced ones are removed.
+
+Saving is atomic: every file is written to a temporary file next to its destination,
+flushed and fsynced, moved into place with :func:`os.replace`, and the directory is
+fsynced so the rename itself survives a power cut. The previous checkpoint is kept as
+``<stem>.prev.pt`` (a hard link of the old file, made before the new one replaces it),
+so there is always one complete checkpoint on disk, and a run stopped by the NaN guard
+still has the last good one. Temporary files left by a save that was killed
+(``.<name>.*.tmp``) are removed by the next save.
+
+Loading always uses ``torch.load(weights_only=True)``: no code in the file ever runs
+(a pickle whose ``__reduce__`` calls ``os.system`` is refused, not executed).
+"""
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import os
 import random
+import struct
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from harl_torchrl.errors import ConfigError
 
-def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
-    """Writes ``state`` to ``path`` atomically.
+#: Layout version of the files :func:`save_checkpoint` writes. Bump it when the layout changes.
+FORMAT_VERSION = 2
+_MARKER = "harl_torchrl_checkpoint"
+_TOP_KEYS = {_MARKER, "meta", "sidecars", "sha256", "state"}
 
-    The file is written next to its destination and moved into place with
-    :func:`os.replace`, so a crash mid-write never leaves a truncated checkpoint.
+
+class CheckpointError(ConfigError):
+    """A checkpoint that cannot be used: the message names the file, what is wrong and what to do.
+
+    Subclasses :class:`~harl_torchrl.errors.ConfigError`, so recipes report it as one line
+    before training starts.
+    """
+
+
+# ---------------------------------------------------------------- metadata
+def plain_config(cfg: Any) -> Any:
+    """``cfg`` as plain dicts, lists and scalars (for checkpoints and comparisons).
+
+    Accepts an OmegaConf ``DictConfig``/``ListConfig`` (resolved), a dataclass
+    instance, any mapping or sequence, and scalars.
+
+    Example:
+        >>> from omegaconf import OmegaConf
+        >>> plain_config(OmegaConf.create({"a": {"b": [1, 2]}, "c": "${a.b}"}))
+        {'a': {'b': [1, 2]}, 'c': [1, 2]}
+    """
+    try:
+        from omegaconf import DictConfig, ListConfig, OmegaConf
+
+        if isinstance(cfg, (DictConfig, ListConfig)):
+            return plain_config(OmegaConf.to_container(cfg, resolve=True))
+    except ImportError:  # pragma: no cover - omegaconf comes with hydra
+        pass
+    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+        return {f.name: plain_config(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
+    if isinstance(cfg, Mapping):
+        return {str(k): plain_config(v) for k, v in cfg.items()}
+    if isinstance(cfg, (list, tuple)):
+        return [plain_config(v) for v in cfg]
+    if hasattr(cfg, "value") and type(cfg).__module__ == "enum":  # pragma: no cover - enums in schemas
+        return cfg.value
+    if cfg is None or isinstance(cfg, (bool, int, float, str)):
+        return cfg
+    return str(cfg)
+
+
+def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_policy") -> dict[str, Any]:
+    """What a checkpoint says about itself: versions, algorithm, the run's algo/env/model config, counters.
 
     Args:
-        path: destination file.
-        state: nested dicts/lists of tensors, numbers and strings (what
-            ``torch.load(weights_only=True)`` accepts).
+        cfg: the run's config (``cfg.algo``, ``cfg.env``, ``cfg.model`` are read by attribute,
+            so a ``DictConfig`` and the typed dataclasses both work).
+        frames: frames collected so far.
+        iteration: iterations completed so far.
+        kind: ``"on_policy"`` or ``"off_policy"``: which loop wrote it.
+
+    Returns:
+        ``{"format_version", "library_version", "torch_version", "kind", "algorithm",
+        "config": {"algo", "env", "model"}, "frames", "iteration"}``, plain containers only.
+
+    Example:
+        >>> meta = run_metadata({"algo": {"name": "happo"}, "env": {}, "model": {}}, frames=80, iteration=1)
+        >>> meta["algorithm"], meta["frames"], sorted(meta["config"])
+        ('happo', 80, ['algo', 'env', 'model'])
+    """
+    from harl_torchrl import __version__
+
+    groups = {group: plain_config(_group(cfg, group)) for group in ("algo", "env", "model")}
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "torch_version": str(torch.__version__),
+        "kind": kind,
+        "algorithm": str((groups["algo"] or {}).get("name", "")),
+        "config": groups,
+        "frames": int(frames),
+        "iteration": int(iteration),
+    }
+
+
+def _group(cfg: Any, name: str) -> Any:
+    if isinstance(cfg, Mapping):
+        return cfg.get(name, {})
+    return getattr(cfg, name, {})
+
+
+def _base_metadata() -> dict[str, Any]:
+    from harl_torchrl import __version__
+
+    return {"format_version": FORMAT_VERSION, "library_version": __version__, "torch_version": str(torch.__version__)}
+
+
+# ------------------------------------------------------------------ digest
+def _leaves(obj: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
+    """Every leaf of ``obj`` with its path, containers in a canonical order (dict keys sorted)."""
+    if isinstance(obj, Mapping):
+        yield path, ("dict", len(obj))
+        for key in sorted(obj, key=lambda k: (type(k).__name__, repr(k))):
+            yield from _leaves(obj[key], (*path, key))
+    elif isinstance(obj, (list, tuple)):
+        yield path, (type(obj).__name__ if not isinstance(obj, torch.Size) else "tuple", len(obj))
+        for index, value in enumerate(obj):
+            yield from _leaves(value, (*path, index))
+    else:
+        yield path, obj
+
+
+def _digest(*parts: Any) -> str:
+    """SHA-256 over a canonical walk of ``parts`` (tensor bytes read in place)."""
+    sha = hashlib.sha256()
+    for part in parts:
+        for path, leaf in _leaves(part):
+            sha.update(repr(path).encode())
+            if isinstance(leaf, torch.Tensor):
+                tensor = leaf.detach()
+                if tensor.layout != torch.strided:
+                    raise TypeError(f"checkpoint entry {'/'.join(map(str, path))}: only dense tensors can be saved")
+                tensor = tensor.cpu().contiguous().reshape(-1)
+                sha.update(f"tensor:{tensor.dtype}:{tuple(leaf.shape)}:".encode())
+                if tensor.numel():
+                    sha.update(memoryview(tensor.view(torch.uint8).numpy()))
+            elif isinstance(leaf, float):
+                sha.update(b"float:" + struct.pack("<d", leaf))
+            elif leaf is None or isinstance(leaf, (bool, int, str, bytes, tuple)):
+                # tuples here are the ("dict", n) / ("list", n) container markers
+                sha.update(f"{type(leaf).__name__}:{leaf!r}".encode())
+            else:
+                raise TypeError(
+                    f"checkpoint entry {'/'.join(map(str, path)) or '<root>'} is a {type(leaf).__name__}: "
+                    "only tensors, numbers, strings and None in dicts/lists/tuples can be saved"
+                )
+    return sha.hexdigest()
+
+
+# ------------------------------------------------------------------ saving
+def previous_checkpoint(path: str | os.PathLike) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint it replaced: ``<stem>.prev<suffix>``.
+
+    Example:
+        >>> previous_checkpoint("run/checkpoint.pt").as_posix()
+        'run/checkpoint.prev.pt'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _fsync_dir(directory: Path) -> None:
+    if os.name != "posix":  # pragma: no cover - directories cannot be opened for fsync on Windows
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Removes ``.<name>.*.tmp`` files a killed save left next to ``path``."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def _write_atomic(path: Path, obj: Any) -> None:
+    """torch.save to a temp file next to ``path``, fsync, os.replace (the caller fsyncs the dir)."""
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(obj, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _keep_as_previous(path: Path) -> None:
+    """Makes ``<stem>.prev.pt`` the current ``path`` (a hard link, else a copy), atomically."""
+    if not path.is_file():
+        return
+    prev = previous_checkpoint(path)
+    _remove_stale_temps(prev)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{prev.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        os.unlink(tmp)
+        try:
+            os.link(path, tmp)
+        except OSError:  # file systems without hard links: copy
+            import shutil
+
+            shutil.copyfile(path, tmp)
+        os.replace(tmp, prev)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    state: dict[str, Any],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    sidecars: Mapping[str, dict[str, Any]] | None = None,
+    keep_previous: bool = True,
+) -> Path:
+    """Writes ``state`` (and its sidecars) to ``path`` atomically, with metadata and a checksum.
+
+    Args:
+        path: destination file, e.g. ``<run dir>/checkpoint.pt``.
+        state: nested dicts/lists/tuples of tensors, numbers, strings and None (what
+            ``torch.load(weights_only=True)`` accepts); anything else raises ``TypeError``
+            before a file is touched.
+        metadata: what the checkpoint says about itself (see :func:`run_metadata`);
+            versions are filled in when missing.
+        sidecars: large payloads written to their own files (``{"replay": {...}}`` goes to
+            ``<stem>.replay.<sha12>.pt``), verified on load; names must not be keys of ``state``.
+        keep_previous: keep the replaced checkpoint as ``<stem>.prev.pt``.
 
     Returns:
         The path written.
@@ -29,67 +278,262 @@ def save_checkpoint(path: str | os.PathLike, state: dict[str, Any]) -> Path:
     Example:
         >>> import tempfile, pathlib
         >>> target = pathlib.Path(tempfile.mkdtemp()) / "ckpt.pt"
-        >>> _ = save_checkpoint(target, {"step": 3, "w": torch.ones(2)})
-        >>> load_checkpoint(target)["step"]
-        3
+        >>> _ = save_checkpoint(target, {"step": 3, "w": torch.ones(2)}, metadata={"algorithm": "happo"})
+        >>> _ = save_checkpoint(target, {"step": 4, "w": torch.ones(2)}, metadata={"algorithm": "happo"})
+        >>> load_checkpoint(target)["step"], load_checkpoint(previous_checkpoint(target))["step"]
+        (4, 3)
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    meta = {**_base_metadata(), **dict(metadata or {})}
+    sidecars = dict(sidecars or {})
+    clash = set(sidecars) & set(state)
+    if clash:
+        raise ValueError(f"sidecar names {sorted(clash)} are also keys of the checkpoint state")
+    references = {}
+    for name, payload in sidecars.items():
+        digest = _digest(payload)
+        file = f"{path.stem}.{name}.{digest[:12]}{path.suffix}"
+        references[name] = {"file": file, "sha256": digest}
+        if not (path.parent / file).is_file():  # same content already on disk: nothing to write
+            _write_atomic(
+                path.parent / file, {_MARKER: FORMAT_VERSION, "sidecar": name, "sha256": digest, "state": payload}
+            )
+    digest = _digest(meta, references, state)
+    record = {_MARKER: FORMAT_VERSION, "meta": meta, "sidecars": references, "sha256": digest, "state": state}
+    if keep_previous:
+        _keep_as_previous(path)
+    _write_atomic(path, record)
+    _fsync_dir(path.parent)
+    _remove_unreferenced_sidecars(path, sidecars)
     return path
 
 
-def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs).
+def _remove_unreferenced_sidecars(path: Path, names: Mapping[str, Any]) -> None:
+    keep = set()
+    for main in (path, previous_checkpoint(path)):
+        try:
+            record = _read_record(main)
+        except CheckpointError:
+            continue
+        keep.update(ref["file"] for ref in record["sidecars"].values())
+    for name in names:
+        for candidate in path.parent.glob(f"{path.stem}.{name}.*{path.suffix}"):
+            if candidate.name not in keep:
+                candidate.unlink(missing_ok=True)
+
+
+# ----------------------------------------------------------------- loading
+def _fail(path: Path, problem: str) -> CheckpointError:
+    prev = previous_checkpoint(path)
+    hint = (
+        f"; the previous checkpoint {prev} may still be good: resume={prev}"
+        if prev.is_file() and prev != path
+        else "; resume from another checkpoint or start a new run"
+    )
+    return CheckpointError(f"checkpoint {path}: {problem}{hint}")
+
+
+def _read_record(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Loads ``path`` with ``weights_only=True`` and checks our layout (not yet the digest)."""
+    if not path.exists():
+        raise CheckpointError(f"checkpoint {path}: no such file (check the resume= path)")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path}: not a file (resume= takes the checkpoint.pt file itself)")
+    if path.stat().st_size == 0:
+        raise _fail(path, "the file is empty (a save that never completed?)")
+    try:
+        record = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # corrupt archives raise RuntimeError, pickle.UnpicklingError, EOFError, ...
+        text = str(err).strip()
+        lines = [line.strip() for line in text.splitlines() if line.strip()] or [type(err).__name__]
+        if "Unsupported global" in text or "GLOBAL " in text:
+            culprit = next((line for line in lines if "GLOBAL" in line), lines[-1])
+            problem = f"refused: it holds objects that are not plain data and would run code on load ({culprit[:200]})"
+        else:
+            detail = next((line for line in lines if "Unsupported operand" in line), lines[0])
+            problem = f"unreadable (truncated, damaged or not a torch checkpoint: {detail[:200]})"
+        raise _fail(path, problem) from None
+    if not isinstance(record, dict) or _MARKER not in record:
+        raise _fail(
+            path,
+            "not a harl_torchrl checkpoint of format >= 2 (no format marker: an older checkpoint or another "
+            "program's file); this version cannot verify it",
+        )
+    version = record[_MARKER]
+    if version != FORMAT_VERSION:
+        raise _fail(path, f"format version {version!r}, this library reads version {FORMAT_VERSION}")
+    return record
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    map_location: str | torch.device = "cpu",
+    *,
+    sidecars: bool = True,
+    return_metadata: bool = False,
+) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]:
+    """Loads and verifies a checkpoint written by :func:`save_checkpoint`.
+
+    ``torch.load(weights_only=True)`` is the only loader: no code in the file runs.
+    The layout, the format version and the SHA-256 digest are checked; sidecars are
+    loaded, verified and put into the returned state under their names.
+
+    Args:
+        path: the checkpoint file.
+        map_location: where tensors are loaded.
+        sidecars: also load the sidecar files (``False``: only the main file, e.g. to
+            read the metadata of a checkpoint with a large replay buffer).
+        return_metadata: return ``(state, metadata)`` instead of ``state``.
 
     Raises:
-        FileNotFoundError: with the path, when it does not exist.
+        CheckpointError: the file is missing, empty, truncated, garbage, of another
+            format, fails its checksum, or holds objects that would run code.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "ckpt.pt"
+        >>> _ = save_checkpoint(target, {"w": torch.zeros(1)}, sidecars={"replay": {"obs": torch.ones(3)}})
+        >>> state, meta = load_checkpoint(target, return_metadata=True)
+        >>> state["replay"]["obs"].tolist(), meta["format_version"] == FORMAT_VERSION
+        ([1.0, 1.0, 1.0], True)
+        >>> _ = target.write_bytes(b"garbage")
+        >>> load_checkpoint(target)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.utils.checkpoint.CheckpointError: checkpoint ...: unreadable ...
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    return torch.load(path, map_location=map_location, weights_only=True)
+    record = _read_record(path, map_location)
+    if set(record) != _TOP_KEYS or not isinstance(record["state"], dict) or not isinstance(record["meta"], dict):
+        raise _fail(path, f"wrong structure: top-level keys {sorted(map(str, record))}, expected {sorted(_TOP_KEYS)}")
+    try:
+        digest = _digest(record["meta"], record["sidecars"], record["state"])
+    except TypeError as err:
+        raise _fail(path, f"wrong structure: {err}") from None
+    if digest != record["sha256"]:
+        raise _fail(path, "checksum mismatch: the file was changed or damaged after it was written")
+    state = record["state"]
+    if sidecars:
+        for name, ref in record["sidecars"].items():
+            state[name] = _load_sidecar(path, name, ref, map_location)
+    return (state, record["meta"]) if return_metadata else state
 
 
+def _load_sidecar(main: Path, name: str, ref: Mapping[str, Any], map_location: str | torch.device) -> Any:
+    file = main.parent / str(ref["file"])
+    try:
+        record = _read_record(file, map_location)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (sidecar {name!r} of {main})") from None
+    if record.get("sidecar") != name or record.get("sha256") != ref["sha256"]:
+        raise _fail(main, f"sidecar {file.name} belongs to another checkpoint")
+    if _digest(record["state"]) != ref["sha256"]:
+        raise _fail(main, f"sidecar {file.name}: checksum mismatch (changed or damaged after it was written)")
+    return record["state"]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The verified metadata of a checkpoint (its sidecars are not read).
+
+    Raises:
+        CheckpointError: as :func:`load_checkpoint`.
+    """
+    return load_checkpoint(path, sidecars=False, return_metadata=True)[1]
+
+
+# --------------------------------------------------------------- RNG state
 def rng_state() -> dict[str, Any]:
-    """The global torch, numpy and Python random states, as checkpoint-safe values."""
+    """The global torch, numpy and Python random states, as checkpoint-safe values.
+
+    Example:
+        >>> state = rng_state()
+        >>> a = torch.rand(1); set_rng_state(state); bool(torch.rand(1) == a)
+        True
+    """
     np_state = np.random.get_state()
     return {
         "torch": torch.get_rng_state(),
-        "numpy": {
-            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-            "pos": int(np_state[2]),
-            "has_gauss": int(np_state[3]),
-            "cached_gaussian": float(np_state[4]),
-        },
-        "python": [list(random.getstate()[1]), random.getstate()[0]],
+        "numpy": numpy_legacy_state(np_state),
+        "python": python_random_state(random.getstate()),
     }
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
     """Restores :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
-    np_state = state["numpy"]
-    np.random.set_state(
-        (
-            "MT19937",
-            np_state["keys"].numpy().astype(np.uint32),
-            np_state["pos"],
-            np_state["has_gauss"],
-            np_state["cached_gaussian"],
-        )
-    )
-    internal, version = state["python"]
-    random.setstate((version, tuple(internal), None))
+    np.random.set_state(numpy_legacy_state_from(state["numpy"]))
+    random.setstate(python_random_state_from(state["python"]))
+
+
+def numpy_legacy_state(np_state: tuple) -> dict[str, Any]:
+    """``np.random.get_state()`` (or a ``RandomState``'s) as tensors and numbers."""
+    return {
+        "keys": torch.from_numpy(np.asarray(np_state[1]).astype(np.int64)),
+        "pos": int(np_state[2]),
+        "has_gauss": int(np_state[3]),
+        "cached_gaussian": float(np_state[4]),
+    }
+
+
+def numpy_legacy_state_from(state: Mapping[str, Any]) -> tuple:
+    """Inverse of :func:`numpy_legacy_state`."""
+    keys = state["keys"].numpy().astype(np.uint32)
+    return ("MT19937", keys, int(state["pos"]), int(state["has_gauss"]), float(state["cached_gaussian"]))
+
+
+def python_random_state(py_state: tuple) -> list[Any]:
+    """``random.getstate()`` as a list of ints (checkpoint-safe)."""
+    return [list(py_state[1]), py_state[0], py_state[2]]
+
+
+def python_random_state_from(state: list[Any]) -> tuple:
+    """Inverse of :func:`python_random_state`."""
+    internal, version = state[0], state[1]
+    gauss = state[2] if len(state) > 2 else None
+    return (version, tuple(internal), gauss)
+
+
+def generator_state(generator: np.random.Generator) -> dict[str, Any]:
+    """A numpy ``Generator``'s bit-generator state with its big integers as decimal strings.
+
+    ``torch.load(weights_only=True)`` reads Python ints only up to 64 bits; PCG64's
+    128-bit state is kept as text.
+
+    Example:
+        >>> rng = np.random.default_rng(0)
+        >>> saved = generator_state(rng); a = rng.random()
+        >>> set_generator_state(rng, saved); rng.random() == a
+        True
+    """
+    return _big_ints_to_text(generator.bit_generator.state)
+
+
+def set_generator_state(generator: np.random.Generator, state: Mapping[str, Any]) -> None:
+    """Restores :func:`generator_state` into ``generator`` (same bit generator type)."""
+    generator.bit_generator.state = _text_to_big_ints(state)
+
+
+def _big_ints_to_text(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        return {k: _big_ints_to_text(v) for k, v in obj.items()}
+    if isinstance(obj, bool):
+        return obj
+    if isinstance(obj, (int, np.integer)):
+        return {"__int__": str(int(obj))}
+    if isinstance(obj, np.ndarray):
+        return {"__array__": torch.from_numpy(obj.copy()), "dtype": str(obj.dtype)}
+    return obj
+
+
+def _text_to_big_ints(obj: Any) -> Any:
+    if isinstance(obj, Mapping):
+        if "__int__" in obj:
+            return int(obj["__int__"])
+        if "__array__" in obj:
+            return obj["__array__"].numpy().astype(obj["dtype"])
+        return {k: _text_to_big_ints(v) for k, v in obj.items()}
+    return obj
 
 
 def seed_everything(seed: int) -> None:

@@ -1,0 +1,182 @@
+import os
+import random
+
+import pytest
+import torch
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.utils.checkpoint import (
+    FORMAT_VERSION,
+    CheckpointError,
+    load_checkpoint,
+    previous_checkpoint,
+    read_metadata,
+    run_metadata,
+    save_checkpoint,
+)
+
+CFG = {"algo": {"name": "happo", "actor_lr": 5e-4}, "env": {"family": "vmas", "scenario": "balance"}, "model": {}}
+
+
+def _state(scale=1.0):
+    return {"w": torch.arange(4096, dtype=torch.float32) * scale, "frames": 80, "nested": {"b": [1, 2.5, "x", None]}}
+
+
+def _save(path, scale=1.0, **kwargs):
+    return save_checkpoint(path, _state(scale), metadata=run_metadata(CFG, frames=80, iteration=1), **kwargs)
+
+
+def test_round_trip_with_metadata(tmp_path):
+    path = _save(tmp_path / "checkpoint.pt")
+    state, meta = load_checkpoint(path, return_metadata=True)
+    assert torch.equal(state["w"], _state()["w"]) and state["nested"] == {"b": [1, 2.5, "x", None]}
+    assert meta["format_version"] == FORMAT_VERSION and meta["algorithm"] == "happo"
+    assert meta["config"]["env"] == {"family": "vmas", "scenario": "balance"}
+    assert read_metadata(path) == meta
+
+
+def _error(path):
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "\n" not in message
+    return message
+
+
+def test_missing_empty_truncated_garbage_and_foreign_files_are_refused(tmp_path):
+    assert issubclass(CheckpointError, ConfigError)
+    assert "no such file" in _error(tmp_path / "nothing.pt")
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert "empty" in _error(empty)
+    good = _save(tmp_path / "good.pt").read_bytes()
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(good[: len(good) // 2])
+    assert "unreadable" in _error(truncated)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(bytes(random.Random(0).getrandbits(8) for _ in range(5000)))
+    assert "unreadable" in _error(garbage)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"actors": {}, "frames": 3}, foreign)  # a plain torch.save, e.g. an older checkpoint
+    assert "not a harl_torchrl checkpoint" in _error(foreign)
+    wrong = tmp_path / "wrong.pt"
+    torch.save({"harl_torchrl_checkpoint": FORMAT_VERSION, "state": {}}, wrong)
+    assert "wrong structure" in _error(wrong)
+    future = tmp_path / "future.pt"
+    record = torch.load(tmp_path / "good.pt", weights_only=True)
+    torch.save({**record, "harl_torchrl_checkpoint": FORMAT_VERSION + 1}, future)
+    assert "format version" in _error(future)
+
+
+def test_changed_tensor_bytes_fail_the_checksum(tmp_path):
+    path = _save(tmp_path / "checkpoint.pt")
+    data = bytearray(path.read_bytes())
+    # the tensor's raw bytes are stored verbatim: flip one bit of element 1000
+    offset = bytes(data).index(torch.tensor([1000.0, 1001.0]).numpy().tobytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+    assert "checksum mismatch" in _error(path)
+
+
+def test_changed_metadata_fails_the_checksum(tmp_path):
+    path = _save(tmp_path / "checkpoint.pt")
+    record = torch.load(path, weights_only=True)
+    record["meta"]["algorithm"] = "hatrpo"  # someone edits the file by hand
+    torch.save(record, path)
+    assert "checksum mismatch" in _error(path)
+
+
+def test_random_bit_flips_never_load_silently(tmp_path):
+    path = _save(tmp_path / "checkpoint.pt")
+    good = path.read_bytes()
+    rng = random.Random(1)
+    refused = 0
+    for _ in range(60):
+        data = bytearray(good)
+        data[rng.randrange(len(data))] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(data))
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError:
+            refused += 1
+            continue
+        # a flip the archive format ignores (e.g. zip padding or a name in its directory) may load,
+        # but then it must load the exact state
+        assert torch.equal(state["w"], _state()["w"]) and state["nested"] == _state()["nested"]
+    assert refused > 30
+
+
+class _Evil:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_malicious_pickle_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "checkpoint.pt"
+    good = torch.load(_save(path), weights_only=True)
+    good["state"]["payload"] = _Evil(marker)
+    torch.save(good, path)
+    message = _error(path)
+    assert "refused" in message and "system" in message
+    assert not marker.exists()
+
+
+def test_previous_checkpoint_kept_and_stale_temp_files_removed(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    stale = tmp_path / ".checkpoint.pt.abc123.tmp"  # what a save killed mid-write leaves
+    stale.write_bytes(b"x" * 1000)
+    _save(path, scale=1.0)
+    assert not stale.exists()
+    _save(path, scale=2.0)
+    assert torch.equal(load_checkpoint(path)["w"], _state(2.0)["w"])
+    assert torch.equal(load_checkpoint(previous_checkpoint(path))["w"], _state(1.0)["w"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+def test_a_damaged_checkpoint_points_to_the_previous_one(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0)
+    _save(path, scale=2.0)
+    path.write_bytes(path.read_bytes()[:100])
+    assert f"resume={previous_checkpoint(path)}" in _error(path)
+
+
+def test_directory_is_fsynced(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.path.isdir(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    _save(tmp_path / "checkpoint.pt")
+    assert synced[-1] is True and False in synced  # the file, then its directory
+
+
+def test_sidecars_are_verified_and_follow_their_checkpoint(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _save(path, sidecars={"replay": {"obs": torch.ones(100)}})
+    _save(path, sidecars={"replay": {"obs": torch.full((100,), 2.0)}})
+    assert torch.equal(load_checkpoint(path)["replay"]["obs"], torch.full((100,), 2.0))
+    assert torch.equal(load_checkpoint(previous_checkpoint(path))["replay"]["obs"], torch.ones(100))
+    assert "replay" not in load_checkpoint(path, sidecars=False)
+    _save(path, sidecars={"replay": {"obs": torch.full((100,), 3.0)}})
+    assert len(list(tmp_path.glob("checkpoint.replay.*.pt"))) == 2  # the current and the previous one's
+    current = torch.load(path, weights_only=True)["sidecars"]["replay"]["file"]
+    sidecar = tmp_path / current
+    data = bytearray(sidecar.read_bytes())
+    offset = bytes(data).index(torch.full((2,), 3.0).numpy().tobytes())
+    data[offset + 1] ^= 0x10
+    sidecar.write_bytes(bytes(data))
+    assert "checksum mismatch" in _error(path)
+
+
+def test_unsupported_values_are_refused_before_writing(tmp_path):
+    with pytest.raises(TypeError, match="nested/obj"):
+        save_checkpoint(tmp_path / "c.pt", {"nested": {"obj": object()}})
+    assert not list(tmp_path.iterdir())
