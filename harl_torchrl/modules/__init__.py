@@ -8,8 +8,14 @@ from harl_torchrl.modules.critics import (
     make_central_critic,
     observation_critic_inputs,
 )
+from harl_torchrl.modules.deterministic import (
+    DeterministicActorNet,
+    make_deterministic_actor,
+    make_deterministic_actors,
+)
 from harl_torchrl.modules.distributions import MaskedCategorical
 from harl_torchrl.modules.mlp import MLPTrunk
+from harl_torchrl.modules.q_critics import JointQCritic, make_joint_q_critic
 from harl_torchrl.modules.recurrent import is_recurrent, recurrent_env_transforms, recurrent_network
 from harl_torchrl.modules.value_norm import ValueNorm
 
@@ -17,7 +23,9 @@ __all__ = [
     "BatchedJointPolicy",
     "CentralValueNet",
     "Denormalize",
+    "DeterministicActorNet",
     "GaussianHead",
+    "JointQCritic",
     "MLPTrunk",
     "MaskedCategorical",
     "ValueNorm",
@@ -26,6 +34,9 @@ __all__ = [
     "make_actors",
     "make_agent_actor",
     "make_central_critic",
+    "make_deterministic_actor",
+    "make_deterministic_actors",
+    "make_joint_q_critic",
     "observation_critic_inputs",
     "recurrent_env_transforms",
     "recurrent_network",

@@ -16,12 +16,15 @@ Sec. 3.2; the factor is the estimator of their Proposition 11.)
 The package holds the schemes and their pieces, each in one module:
 :mod:`~harl_torchrl.sequential.order` (the seeded order generator shared by every
 scheme), :mod:`~harl_torchrl.sequential.on_policy` (:class:`SequentialUpdater`),
+:mod:`~harl_torchrl.sequential.off_policy` (:class:`SequentialActorStep`, the off-policy
+actor step of HADDPG/HATD3/HASAC and the MA baselines' variants),
 :mod:`~harl_torchrl.sequential.trainers` (the per-agent on-policy trainers) and
 :mod:`~harl_torchrl.sequential.agents` (per-agent parameter ownership). Every public
 name is importable from :mod:`harl_torchrl.sequential` itself.
 """
 
 from harl_torchrl.sequential.agents import agent_parameters_by_name
+from harl_torchrl.sequential.off_policy import ActorScheme, ActorTrainer, DelayedUpdates, SequentialActorStep
 from harl_torchrl.sequential.on_policy import SequentialUpdater
 from harl_torchrl.sequential.order import AgentOrder, Order
 from harl_torchrl.sequential.trainers import (
@@ -35,11 +38,15 @@ from harl_torchrl.sequential.trainers import (
 )
 
 __all__ = [
+    "ActorScheme",
+    "ActorTrainer",
     "AgentOrder",
     "AgentTrainer",
     "CriticTrainer",
+    "DelayedUpdates",
     "Order",
     "PolicyTrainer",
+    "SequentialActorStep",
     "SequentialUpdater",
     "TrustRegionTrainer",
     "agent_parameters_by_name",

@@ -1,0 +1,213 @@
+r"""The centralised (twin) joint-action Q loss of HADDPG, HATD3, HASAC and the MA baselines.
+
+For a batch of n-step transitions :math:`(s, a^{1..n}, R, s', k, d)` with
+:math:`R = \sum_{j<k} \gamma^j r_{t+j}` and :math:`d` the *termination* flag of the
+bootstrap state :math:`s'` (truncation by a time limit is not termination),
+
+.. math::
+
+    y = R + \gamma^{k} (1 - d) \Big( \min_{j} Q'_{j}(s', a'^{1..n}) + b(s') \Big),
+    \qquad
+    \mathcal{L} = \sum_{j} \operatorname{mean}\big( (Q_j(s, a^{1..n}) - y)^2 \big),
+
+where :math:`Q'_j` are the target networks (Polyak-averaged copies), :math:`a'` is
+produced by a *next-action producer* (DDPG/TD3: the target actors, TD3 adding clipped
+smoothing noise, see :class:`~harl_torchrl.objectives.TargetActions`; HASAC: the current
+actors' samples) and :math:`b` an optional bonus the producer writes (HASAC:
+:math:`-\alpha \sum_i \log \pi^i(a'^i | o'^i)`; zero otherwise).
+
+How this differs from TorchRL's ``TD3Loss``/``DDPGLoss``/``SACLoss`` value halves, and why:
+
+* one critic over the *joint* action of every agent (its ``in_keys`` hold every
+  ``(agent, "action")``), not over one action key: the HA scheme needs
+  :math:`Q(s, a^1..a^n)`;
+* the next actions come from a pluggable producer over all agents rather than from one
+  actor inside the loss, so that the deterministic (target actors) and the soft
+  (current actors, log-probabilities) families share this loss;
+* the actor halves live in separate per-agent losses driven by
+  :class:`~harl_torchrl.sequential.SequentialActorStep`, not in the same module, because
+  agents are updated one after another against each other's new actions;
+* the discount exponent is read from the batch (``steps_to_next_obs``, TorchRL's
+  multi-step key), so n-step windows cut short by an episode end bootstrap with the
+  right power of :math:`\gamma`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from tensordict import TensorDict, TensorDictBase, TensorDictParams
+from tensordict.utils import NestedKey
+from torchrl.objectives import LossModule
+from torchrl.objectives.utils import distance_loss
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.q_critics import JointQCritic
+
+NextActions = Callable[[TensorDictBase], TensorDictBase]
+
+
+def _next(key: NestedKey) -> tuple[str, ...]:
+    return ("next", *((key,) if isinstance(key, str) else key))
+
+
+def check_reduction(reduction: str) -> None:
+    """Raises :class:`~harl_torchrl.errors.ConfigError` unless ``reduction`` is ``mean``, ``sum`` or ``none``."""
+    if reduction not in ("mean", "sum", "none"):
+        raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+
+
+def reduce(value: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``value.mean()``, ``value.sum()`` or ``value`` itself for ``"none"``."""
+    if reduction == "mean":
+        return value.mean()
+    if reduction == "sum":
+        return value.sum()
+    return value
+
+
+class JointQLoss(LossModule):
+    r"""Regression of the centralised (twin) Q critic onto n-step TD targets (see the module docstring).
+
+    Keys (``set_keys`` remaps them):
+        * ``reward`` (``"reward"``, read at ``("next", reward)``): the n-step team
+          return :math:`R`, ``[*B, 1]``.
+        * ``terminated`` (``"terminated"``, read at ``("next", terminated)``): whether
+          the bootstrap state is terminal, ``[*B, 1]``. ``done``/``truncated`` are never
+          read: a time-limit truncation bootstraps.
+        * ``steps_to_next_obs`` (``"steps_to_next_obs"``): :math:`k`, ``[*B]`` or
+          ``[*B, 1]``; absent means 1.
+        * ``value`` (the critic's ``out_key``, ``"state_action_value"``): where the
+          critic writes :math:`Q_j`, ``[*B, num_qvalue]``.
+        * ``value_bonus`` (``"value_bonus"``, read in the next-step TensorDict after the
+          producer ran): :math:`b(s')`, ``[*B, 1]``; absent means 0.
+
+    The critic reads its inputs at the root (``s``, the stored joint action) and, for
+    the target, inside ``"next"`` (``s'``, and the next actions the producer writes
+    there as ``(agent, "action")``). The input TensorDict is not modified.
+
+    Target parameters: the critic goes through TorchRL's
+    ``convert_to_functional(..., create_target_params=True)``; update them with
+    ``SoftUpdate(loss, tau=0.005)``. The producer is *not* a registered submodule (its
+    parameters, e.g. the actors', must stay out of an optimiser built on
+    ``loss.parameters()``): checkpoint and move it on its own.
+
+    Args:
+        critic: the :class:`~harl_torchrl.modules.JointQCritic`.
+        next_actions: callable on the next-step TensorDict (a shallow copy of
+            ``td["next"]``), run without gradient, that writes every agent's next action
+            (and optionally ``value_bonus``) and returns it; ``None`` only for
+            terminal-only data (then the next actions must already be in ``"next"``).
+        gamma: discount factor.
+        loss_function: ``"l2"`` (the reference's MSE), ``"smooth_l1"`` or ``"l1"``.
+        reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per sample, summed over heads).
+
+    Outputs: ``loss_qvalue``; detached ``td_error`` (mean :math:`|Q_1 - y|`), ``q_value``
+    (mean :math:`Q_1`), ``target_value`` (mean :math:`y`).
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.objectives import SoftUpdate
+        >>> critic = JointQCritic(["state"], 2, [("a", "action")], [1], num_qvalue=2)
+        >>> def zero_actions(next_td):
+        ...     next_td.set(("a", "action"), torch.zeros(*next_td.batch_size, 1))
+        ...     return next_td
+        >>> loss = JointQLoss(critic, zero_actions, gamma=0.9)
+        >>> updater = SoftUpdate(loss, tau=0.005)
+        >>> td = TensorDict({"state": torch.randn(4, 2), ("a", "action"): torch.rand(4, 1),
+        ...     "next": {"state": torch.randn(4, 2), "reward": torch.ones(4, 1),
+        ...              "terminated": torch.ones(4, 1, dtype=torch.bool)}}, [4])
+        >>> loss.target_value(td).squeeze(-1)  # terminal: y = R
+        tensor([1., 1., 1., 1.])
+        >>> sorted(k for k in loss(td).keys() if k.startswith("loss_"))
+        ['loss_qvalue']
+    """
+
+    @dataclass
+    class _AcceptedKeys:
+        """Configurable input keys (see the class docstring)."""
+
+        reward: NestedKey = "reward"
+        terminated: NestedKey = "terminated"
+        steps_to_next_obs: NestedKey = "steps_to_next_obs"
+        value: NestedKey = "state_action_value"
+        value_bonus: NestedKey = "value_bonus"
+
+    default_keys = _AcceptedKeys
+    tensor_keys: _AcceptedKeys
+    qvalue_network: JointQCritic
+    qvalue_network_params: TensorDictParams
+    target_qvalue_network_params: TensorDictParams
+
+    def __init__(
+        self,
+        critic: JointQCritic,
+        next_actions: NextActions | None,
+        *,
+        gamma: float = 0.99,
+        loss_function: str = "l2",
+        reduction: str = "mean",
+    ) -> None:
+        check_reduction(reduction)
+        if loss_function not in ("l2", "smooth_l1", "l1"):
+            raise ConfigError(f"loss_function must be 'l2', 'smooth_l1' or 'l1', got {loss_function!r}")
+        if not 0.0 <= gamma <= 1.0:
+            raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
+        super().__init__()
+        self.convert_to_functional(critic, "qvalue_network", create_target_params=True)
+        self.__dict__["next_actions"] = next_actions  # not a submodule: see the class docstring
+        self.loss_function = loss_function
+        self.reduction = reduction
+        self.register_buffer("gamma", torch.tensor(float(gamma)))
+        self.set_keys(value=critic.out_keys[0])
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        """No value estimator: the n-step target is computed here from the batch."""
+
+    @property
+    def in_keys(self) -> list[NestedKey]:
+        """Entries read by :meth:`forward` (besides the next-action producer's inputs)."""
+        keys = self.tensor_keys
+        return [
+            *self.qvalue_network.in_keys,
+            _next(keys.reward),
+            _next(keys.terminated),
+            keys.steps_to_next_obs,
+            *[_next(k) for k in self.qvalue_network.state_keys],
+        ]
+
+    @torch.no_grad()
+    def target_value(self, tensordict: TensorDictBase) -> torch.Tensor:
+        r""":math:`y`, ``[*B, 1]``, without gradient (the input is not modified)."""
+        keys = self.tensor_keys
+        next_td = tensordict.get("next").copy()
+        if self.next_actions is not None:
+            next_td = self.next_actions(next_td)
+        with self.target_qvalue_network_params.to_module(self.qvalue_network):
+            next_q = self.qvalue_network(next_td).get(keys.value)
+        next_value = next_q.min(dim=-1, keepdim=True).values
+        bonus = next_td.get(keys.value_bonus, None)
+        if bonus is not None:
+            next_value = next_value + bonus.reshape(next_value.shape)
+        reward = tensordict.get(_next(keys.reward))
+        not_terminal = 1.0 - tensordict.get(_next(keys.terminated)).to(reward.dtype)
+        steps = tensordict.get(keys.steps_to_next_obs, None)
+        discount = self.gamma if steps is None else self.gamma ** steps.reshape(reward.shape).to(reward.dtype)
+        return reward + discount * not_terminal * next_value
+
+    def forward(self, tensordict: TensorDictBase) -> TensorDict:
+        """``loss_qvalue`` and detached diagnostics on a batch of transitions."""
+        target = self.target_value(tensordict)
+        td = tensordict.copy()
+        with self.qvalue_network_params.to_module(self.qvalue_network):
+            q = self.qvalue_network(td).get(self.tensor_keys.value)
+        per_sample = distance_loss(q, target.expand_as(q), self.loss_function).sum(-1, keepdim=True)
+        with torch.no_grad():
+            diagnostics = {
+                "td_error": (q[..., :1] - target).abs().mean(),
+                "q_value": q[..., :1].mean(),
+                "target_value": target.mean(),
+            }
+        return TensorDict({"loss_qvalue": reduce(per_sample, self.reduction), **diagnostics})
