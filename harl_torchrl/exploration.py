@@ -6,8 +6,8 @@ algorithm    collection policy
 DDPG / TD3   deterministic actors, then :func:`gaussian_noise` (TorchRL's
              :class:`~torchrl.modules.AdditiveGaussianModule`, scaled to each box)
 SAC          the stochastic actors themselves (sampling is the exploration)
-D3QN         greedy actions, then TorchRL's :class:`~torchrl.modules.EGreedyModule`
-             per agent (:func:`harl_torchrl.modules.dueling.epsilon_greedy`)
+D3QN         greedy dueling Q-actors, then :func:`epsilon_greedy` (TorchRL's
+             :class:`~torchrl.modules.EGreedyModule`, one per agent)
 all          :class:`RandomWarmup` last: uniform random actions while it is active
 ===========  ======================================================================
 
@@ -26,7 +26,7 @@ from tensordict import TensorDictBase
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torchrl.data import Bounded, Composite, TensorSpec
 from torchrl.envs.utils import ExplorationType, exploration_type
-from torchrl.modules import AdditiveGaussianModule
+from torchrl.modules import AdditiveGaussianModule, EGreedyModule
 
 from harl_torchrl.errors import ConfigError
 
@@ -80,6 +80,37 @@ def gaussian_noise(specs: Mapping[str, TensorSpec], sigma: float) -> TensorDictS
             )
         )
     return TensorDictSequential(*modules)
+
+
+def epsilon_greedy(specs: Mapping[str, TensorSpec], epsilon: float, mask_keys: Mapping[str, str] | None = None):
+    """Epsilon-greedy over each agent's discrete actions (TorchRL's ``EGreedyModule``).
+
+    With probability ``epsilon`` an agent's action is replaced by a uniformly random
+    available one (``mask_keys[agent]``: its boolean action-mask entry). Reads and
+    writes ``(agent, "action")``.
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> from torchrl.data import Categorical
+        >>> explore = epsilon_greedy({"a": Categorical(5)}, 0.5)
+        >>> out = explore(TensorDict({("a", "action"): torch.zeros(1000, dtype=torch.long)}, [1000]))
+        >>> 0.3 < (out["a", "action"] != 0).float().mean().item() < 0.5
+        True
+    """
+    mask_keys = dict(mask_keys or {})
+    return TensorDictSequential(
+        *(
+            EGreedyModule(
+                Composite({(agent, "action"): spec}),
+                eps_init=epsilon,
+                eps_end=epsilon,
+                annealing_num_steps=1,
+                action_key=(agent, "action"),
+                action_mask_key=(agent, mask_keys[agent]) if agent in mask_keys else None,
+            )
+            for agent, spec in specs.items()
+        )
+    )
 
 
 class RandomWarmup(TensorDictModuleBase):

@@ -5,7 +5,7 @@ from torchrl.data import Bounded, Categorical
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.exploration import RandomWarmup, gaussian_noise
+from harl_torchrl.exploration import RandomWarmup, epsilon_greedy, gaussian_noise
 
 BOX = Bounded(torch.tensor([0.0, -2.0]), torch.tensor([1.0, 2.0]), shape=(2,))
 
@@ -31,6 +31,9 @@ def test_exploration_modules_are_off_under_deterministic_evaluation():
     with set_exploration_type(ExplorationType.DETERMINISTIC):
         for module in modules:
             assert torch.equal(module(_actions(action, 50))["a", "action"], action.expand(50, 2))
+    discrete = TensorDict({("b", "action"): torch.zeros(50, dtype=torch.long)}, [50])
+    with set_exploration_type(ExplorationType.DETERMINISTIC):
+        assert not epsilon_greedy({"b": Categorical(5)}, 1.0)(discrete)["b", "action"].any()
 
 
 def test_gaussian_noise_refuses_discrete_actions_naming_the_alternative():
@@ -55,3 +58,10 @@ def test_random_warmup_respects_action_masks():
     td = TensorDict({("a", "action"): torch.zeros(2000, dtype=torch.long), ("a", "action_mask"): mask}, [2000])
     out = RandomWarmup({"a": Categorical(5)}, {"a": "action_mask"})(td)["a", "action"]
     assert set(out.unique().tolist()) == {1, 3}
+
+
+def test_epsilon_greedy_rate():
+    torch.manual_seed(0)
+    td = TensorDict({("b", "action"): torch.zeros(20000, dtype=torch.long)}, [20000])
+    changed = (epsilon_greedy({"b": Categorical(5)}, 0.2)(td)["b", "action"] != 0).float().mean().item()
+    assert changed == pytest.approx(0.2 * 4 / 5, abs=0.01)
