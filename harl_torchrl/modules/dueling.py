@@ -14,7 +14,7 @@ from tensordict.nn import TensorDictModule, TensorDictSequential
 from tensordict.utils import NestedKey
 from torch import nn
 from torchrl.data import Categorical, MultiCategorical, TensorSpec
-from torchrl.modules import EGreedyModule, QValueModule
+from torchrl.modules import QValueModule
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.mlp import MLPTrunk, activation_class, orthogonal_
@@ -97,8 +97,9 @@ def make_dueling_agent_qnet(
 
     Reads ``(agent, observation_key)`` (and ``(agent, mask_key)``); writes
     ``(agent, "action_value")`` ``[*B, |A_i|]``, ``(agent, "action")`` (the greedy
-    available action, an index) and ``(agent, "chosen_action_value")``. Wrap it with
-    :func:`epsilon_greedy` for collection.
+    available action, an index) and ``(agent, "chosen_action_value")``. Follow it with
+    :func:`harl_torchrl.exploration.epsilon_greedy` (TorchRL's ``EGreedyModule``) for
+    collection; it stays greedy under deterministic evaluation.
 
     Args:
         agent: the agent's group name.
@@ -144,60 +145,6 @@ def make_dueling_agent_qnets(env, **qnet_kwargs) -> dict[str, TensorDictSequenti
             agent, obs_spec.shape[-1], action_spec, mask_key="action_mask" if has_mask else None, **qnet_kwargs
         )
     return qnets
-
-
-def epsilon_greedy(
-    agent: str,
-    qnet: TensorDictSequential,
-    action_spec: TensorSpec,
-    epsilon: float = 0.05,
-    *,
-    epsilon_end: float | None = None,
-    annealing_num_steps: int = 1,
-    mask_key: str | None = None,
-) -> TensorDictSequential:
-    r"""``qnet`` followed by TorchRL's :class:`~torchrl.modules.EGreedyModule` on ``(agent, "action")``.
-
-    Each sample's greedy action is replaced by a uniformly random (available) one with
-    probability :math:`\epsilon`, only when the exploration type is ``RANDOM`` (the
-    default); under ``set_exploration_type(ExplorationType.DETERMINISTIC)`` the policy is
-    greedy. The reference draws one coin per call for the whole batch of envs; ours draws
-    one per sample (independent exploration across envs). ``epsilon_end`` with
-    ``annealing_num_steps`` anneals linearly through ``module[-1].step()``.
-
-    Args:
-        agent: the agent's group name.
-        qnet: from :func:`make_dueling_agent_qnet`.
-        action_spec: the agent's (unbatched) ``Categorical`` spec.
-        epsilon: exploration probability (the reference: 0.05, constant).
-        epsilon_end: final value (default: ``epsilon``, constant).
-        annealing_num_steps: steps of the linear annealing.
-        mask_key: the agent's action-mask entry, or ``None``.
-
-    Raises:
-        ConfigError: ``epsilon`` outside ``[0, 1]``.
-
-    Example:
-        >>> from tensordict import TensorDict
-        >>> spec = Categorical(n=3)
-        >>> qnet = make_dueling_agent_qnet("a", 2, spec, hidden_sizes=(8,), head_hidden_sizes=(8,))
-        >>> policy = epsilon_greedy("a", qnet, spec, epsilon=1.0)
-        >>> policy(TensorDict({("a", "observation"): torch.randn(6, 2)}, [6]))["a", "action"].shape
-        torch.Size([6])
-    """
-    end = epsilon if epsilon_end is None else epsilon_end
-    for name, value in (("epsilon", epsilon), ("epsilon_end", end)):
-        if not 0.0 <= value <= 1.0:
-            raise ConfigError(f"{name} must be in [0, 1], got {value}")
-    explore = EGreedyModule(
-        spec=action_spec,
-        eps_init=float(epsilon),
-        eps_end=float(end),
-        annealing_num_steps=annealing_num_steps,
-        action_key=(agent, "action"),
-        action_mask_key=(agent, mask_key) if mask_key is not None else None,
-    )
-    return TensorDictSequential(qnet, explore)
 
 
 class JointDuelingCritic(nn.Module):
