@@ -55,15 +55,19 @@ def on_policy_state(
     *,
     frames: int,
     iteration: int,
+    rollout: Mapping[str, Any] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything needed to resume an on-policy run exactly from an iteration boundary.
 
     Holds the actors, the critic (with its value normaliser), every optimiser, the
-    updater's generator, the global random states and the counters. The environment's
-    state is not saved: a resumed run starts fresh episodes.
+    updater's generator, the global random states and the counters, and ``rollout``:
+    the envs' and the collector's state from
+    :func:`~harl_torchrl.rollout_state.capture_rollout_state` (``None``: a resumed run
+    starts fresh episodes).
     """
     return {
+        "rollout": dict(rollout) if rollout is not None else None,
         "actors": {name: actor.state_dict() for name, actor in actors.items()},
         "critic": critic.state_dict(),
         "actor_optimizers": _optimizer_states(updater.agents),
@@ -81,6 +85,12 @@ def load_on_policy_state(
 ) -> tuple[int, int]:
     """Restores :func:`on_policy_state` in place; returns ``(frames, iteration)``.
 
+    Optimiser *settings* (learning rate, eps, ...) stay those of the optimisers built
+    for this run, from its config; the checkpoint provides their moments and step
+    counts. So a learning rate accepted at resume (``resume_override=[algo.actor_lr]``)
+    takes effect, and without an override the two are the same anyway. The global
+    random states are restored last: call this after building the collector.
+
     Raises:
         ValueError: the checkpoint's agents differ from the run's.
     """
@@ -95,10 +105,27 @@ def load_on_policy_state(
     for trainers, saved in ((updater.agents, "actor_optimizers"), (_critic_trainers(updater), "critic_optimizers")):
         for name, trainer in trainers.items():
             if getattr(trainer, "optimizer", None) is not None:
-                trainer.optimizer.load_state_dict(state[saved][name])
+                load_optimizer_keeping_settings(trainer.optimizer, state[saved][name])
     updater.load_state_dict(state["updater"])
     set_rng_state(state["rng"])
     return int(state["frames"]), int(state["iteration"])
+
+
+def load_optimizer_keeping_settings(optimizer: torch.optim.Optimizer, saved: Mapping[str, Any]) -> None:
+    """Loads ``saved`` (moments, step counts) into ``optimizer`` but keeps its own hyperparameters.
+
+    Example:
+        >>> w = torch.nn.Parameter(torch.zeros(1))
+        >>> old = torch.optim.Adam([w], lr=1e-3); w.grad = torch.ones(1); old.step()
+        >>> new = torch.optim.Adam([w], lr=5e-4)
+        >>> load_optimizer_keeping_settings(new, old.state_dict())
+        >>> new.param_groups[0]["lr"], int(new.state[w]["step"])
+        (0.0005, 1)
+    """
+    settings = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    optimizer.load_state_dict(saved)
+    for group, own in zip(optimizer.param_groups, settings, strict=True):
+        group.update(own)
 
 
 def _critic_trainers(updater: SequentialUpdater) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import torch
@@ -235,6 +236,49 @@ class BatchedParallelEnv(EnvBase):
         The arrays must not be written to again by the family (tensors view them).
         """
         raise NotImplementedError
+
+    # ------------------------------------------------------ run state (resume)
+    def capture_state(self) -> dict[str, Any]:
+        """The env's whole running state as checkpoint-safe data (tensors, numbers, strings).
+
+        Holds the step counters, running episode returns, pending seeds and the family's
+        raw copies (:meth:`_capture_copies`: their simulator state and random generators),
+        so that :meth:`restore_state` on an env built with the same configuration continues
+        exactly where this one is.
+
+        Raises:
+            NotImplementedError: the family cannot capture its simulator (see its docs).
+        """
+        return {
+            "family": type(self).__name__,
+            "num_envs": self.num_envs,
+            "step_count": torch.from_numpy(self._buf.step_count.copy()),
+            "episode_reward": torch.from_numpy(self._buf.episode_reward.copy()),
+            "pending_seeds": list(self._buf.pending_seeds),
+            "copies": self._capture_copies(),
+        }
+
+    def restore_state(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`capture_state` (the env must have the same family, scenario and ``num_envs``).
+
+        Raises:
+            ValueError: the state was captured from another kind of env or batch size.
+        """
+        if state["family"] != type(self).__name__ or state["num_envs"] != self.num_envs:
+            raise ValueError(
+                f"env state of a {state['family']} with {state['num_envs']} copies cannot be restored into a "
+                f"{type(self).__name__} with {self.num_envs}"
+            )
+        self._buf.step_count = state["step_count"].numpy().copy()
+        self._buf.episode_reward = state["episode_reward"].numpy().copy()
+        self._buf.pending_seeds = list(state["pending_seeds"])
+        self._restore_copies(state["copies"])
+
+    def _capture_copies(self) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} cannot capture its simulators' state")
+
+    def _restore_copies(self, state: Any) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot restore its simulators' state")
 
     # ------------------------------------------------------------- TorchRL
     def _set_seed(self, seed: int | None) -> None:

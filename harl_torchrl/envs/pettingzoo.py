@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
+from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
 #: The cooperative MPE scenarios this env builds, and the ``mpe2`` module of each.
@@ -30,6 +31,9 @@ MPE_SCENARIOS: dict[str, str] = {
     "simple_formation": "simple_formation_v1",
     "simple_line": "simple_line_v1",
 }
+
+#: Module prefixes whose objects make up an MPE copy's state (wrappers, env, world, entities).
+_MPE_MODULES = ("mpe2", "pettingzoo")
 
 PETTINGZOO_EXTRA_HINT = "pip install 'harl-torchrl[pettingzoo]'"
 
@@ -305,6 +309,18 @@ class MPETeamEnv(BatchedParallelEnv):
             _step_parallel(self._envs, names, per_agent, obs, rewards, terminated, truncated)
         self._buf.obs = obs
         return StepResult(rewards=rewards, team_reward=rewards.sum(0), terminated=terminated, truncated=truncated)
+
+    def _capture_copies(self) -> dict[str, Any]:
+        # every copy's whole mpe2 object graph: world entities, counters, its numpy Generator
+        return {
+            "obs": {name: torch.from_numpy(buffer.copy()) for name, buffer in self._buf.obs.items()},
+            "envs": [capture_object_state(env, _MPE_MODULES) for env in self._envs],
+        }
+
+    def _restore_copies(self, state: Mapping[str, Any]) -> None:
+        self._buf.obs = {name: state["obs"][name].numpy().copy() for name in self.agent_names}
+        for env, saved in zip(self._envs, state["envs"], strict=True):
+            restore_object_state(env, saved, _MPE_MODULES)
 
     def _observe(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         state = np.concatenate([self._buf.obs[name] for name in self.agent_names], axis=1)

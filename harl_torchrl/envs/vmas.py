@@ -16,8 +16,15 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase
 
+from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.envs._vmas_state import TwinResetter, reset_draws_global_state, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
+from harl_torchrl.utils.checkpoint import (
+    numpy_legacy_state,
+    numpy_legacy_state_from,
+    python_random_state,
+    python_random_state_from,
+)
 from harl_torchrl.utils.device import resolve_device
 
 TeamReward = Literal["mean", "sum"]
@@ -367,6 +374,83 @@ class VmasTeamEnv(EnvBase):
         out.set("truncated", truncated)
         out.set("done", terminated | truncated)
         return out
+
+    # ------------------------------------------------------ run state (resume)
+    def _state_modules(self) -> tuple[str, ...]:
+        # VMAS loads its scenario files without a package: their classes' module may be ""
+        return ("vmas", type(self._env.scenario).__module__ or "")
+
+    def capture_state(self) -> dict[str, Any]:
+        """The env's whole running state as checkpoint-safe data (tensors, numbers, strings).
+
+        Holds VMAS's world (every tensor and counter reachable from its ``Environment``,
+        see :mod:`harl_torchrl.envs._state`), this env's own VMAS random stream, the step
+        counters, the running episode returns and the twin resetter's world and cursor,
+        so that :meth:`restore_state` on an env built with the same configuration
+        continues bit-identically.
+
+        Example:
+            >>> def steps(env, n):  # n steps with zero actions: the observations
+            ...     action = env.full_action_spec.zero()
+            ...     return torch.stack([env.step(action.clone())["next", "agent_0", "observation"] for _ in range(n)])
+            >>> env = VmasTeamEnv("balance", num_envs=4, max_steps=20, n_agents=2, seed=0)
+            >>> _ = env.rollout(3)
+            >>> saved = env.capture_state()
+            >>> expected = steps(env, 5)
+            >>> other = VmasTeamEnv("balance", num_envs=4, max_steps=20, n_agents=2, seed=1)
+            >>> other.restore_state(saved)
+            >>> torch.equal(steps(other, 5), expected)
+            True
+        """
+        twin = None
+        if self._twin is not None:
+            locations = [path for path, _, _ in self._twin._twin_locations]
+            twin = {
+                "world": capture_object_state(self._twin.twin, self._state_modules()),
+                "cursor": int(self._twin._cursor),
+                "fresh": [locations.index(path) for path, _ in self._twin._fresh],
+            }
+        return {
+            "family": type(self).__name__,
+            "scenario": self.scenario_name,
+            "num_envs": self.num_envs,
+            "reset_mode": self.reset_mode,
+            "world": capture_object_state(self._env, self._state_modules()),
+            "rng": {
+                "torch": self._rng[0].clone(),
+                "numpy": numpy_legacy_state(self._rng[1]),
+                "python": python_random_state(self._rng[2]),
+            },
+            "step_count": self._step_count.clone(),
+            "episode_reward": self._episode_reward.clone(),
+            "twin": twin,
+        }
+
+    def restore_state(self, state: dict[str, Any]) -> None:
+        """Restores :meth:`capture_state` into an env built with the same configuration.
+
+        Raises:
+            ValueError: the state comes from another scenario, batch size or reset mode.
+        """
+        mine = (type(self).__name__, self.scenario_name, self.num_envs, self.reset_mode)
+        saved = (state["family"], state["scenario"], state["num_envs"], state["reset_mode"])
+        if mine != saved:
+            raise ValueError(f"env state of {saved} cannot be restored into {mine} (family, scenario, num_envs, reset)")
+        restore_object_state(self._env, state["world"], self._state_modules())
+        self._rng = [
+            state["rng"]["torch"].clone(),
+            numpy_legacy_state_from(state["rng"]["numpy"]),
+            python_random_state_from(state["rng"]["python"]),
+        ]
+        self._step_count = state["step_count"].to(self._step_count.device).clone()
+        self._episode_reward = state["episode_reward"].to(self._episode_reward.device).clone()
+        if (state["twin"] is None) != (self._twin is None):
+            raise ValueError("env state: the saved env and this one differ in having a twin resetter")
+        if self._twin is not None:
+            restore_object_state(self._twin.twin, state["twin"]["world"], self._state_modules())
+            locations = self._twin._twin_locations
+            self._twin._fresh = [(locations[i][0], locations[i][1][locations[i][2]]) for i in state["twin"]["fresh"]]
+            self._twin._cursor = int(state["twin"]["cursor"])
 
     def _set_seed(self, seed: int | None) -> None:
         with self._own_rng():

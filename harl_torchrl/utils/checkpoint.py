@@ -38,6 +38,7 @@ Loading always uses ``torch.load(weights_only=True)``: no code in the file ever 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hashlib
 import os
 import random
@@ -91,10 +92,13 @@ def plain_config(cfg: Any) -> Any:
         return {str(k): plain_config(v) for k, v in cfg.items()}
     if isinstance(cfg, (list, tuple)):
         return [plain_config(v) for v in cfg]
-    if hasattr(cfg, "value") and type(cfg).__module__ == "enum":  # pragma: no cover - enums in schemas
-        return cfg.value
-    if cfg is None or isinstance(cfg, (bool, int, float, str)):
+    if isinstance(cfg, enum.Enum):  # choice fields of the typed schemas
+        return plain_config(cfg.value)
+    if cfg is None or type(cfg) in (bool, int, float, str):
         return cfg
+    for base in (bool, int, float, str):  # subclasses (e.g. numpy float64): the plain value
+        if isinstance(cfg, base):
+            return base(cfg)
     return str(cfg)
 
 
@@ -173,9 +177,9 @@ def _digest(*parts: Any) -> str:
                 sha.update(f"tensor:{tensor.dtype}:{tuple(leaf.shape)}:".encode())
                 if tensor.numel():
                     sha.update(memoryview(tensor.view(torch.uint8).numpy()))
-            elif isinstance(leaf, float):
+            elif type(leaf) is float:
                 sha.update(b"float:" + struct.pack("<d", leaf))
-            elif leaf is None or isinstance(leaf, (bool, int, str, bytes, tuple)):
+            elif leaf is None or type(leaf) in (bool, int, str, bytes, tuple):
                 # tuples here are the ("dict", n) / ("list", n) container markers
                 sha.update(f"{type(leaf).__name__}:{leaf!r}".encode())
             else:

@@ -1,0 +1,322 @@
+"""Guards every training loop shares: the resume check and the non-finite (NaN) stop.
+
+Both the on-policy recipe and the off-policy loop call them, in this order::
+
+    state, meta = load_checkpoint(cfg.resume, return_metadata=True)
+    check_resume(meta, cfg, overrides=cfg.resume_override)       # before anything is built
+    check_total_frames(cfg.total_frames, meta["frames"], cfg.resume)
+    ...
+    for batch in collector:
+        diagnostics = update(batch)
+        check_finite(iteration, diagnostics, modules)               # before logging and saving
+        save_checkpoint(...)
+
+**Resume check.** A checkpoint records the algo, env and model config of the run that
+wrote it (:func:`~harl_torchrl.utils.checkpoint.run_metadata`). Resuming compares them
+key by key with the new run's config; any difference (another algorithm, scenario,
+number of agents, action layout, hidden sizes, learning rate, ...) is refused with the
+list of differences, unless each differing key is named in ``resume_override`` (a key
+also covers its children: ``env.scenario_kwargs`` covers ``env.scenario_kwargs.n_agents``;
+``"*"`` covers everything). An accepted difference takes effect: optimiser settings such as
+``algo.actor_lr`` come from the new config (the checkpoint provides the moments and step
+counts, see :func:`~harl_torchrl.training.load_on_policy_state`); an accepted env difference
+means the saved env state no longer fits, so the resumed run starts fresh episodes.
+
+**Non-finite stop.** After each update, every scalar diagnostic (losses, gradient norms,
+KL, ...) and every parameter and buffer of the trained modules must be finite; the first
+that is not stops the run with :class:`NonFiniteError` naming the iteration and the
+quantity. Since the check runs before the checkpoint is written, the last checkpoint on
+disk is the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from torch import nn
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.rollout_state import restore_rollout_state
+from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint, plain_config
+
+#: The config groups a checkpoint's config is compared on.
+COMPARED_GROUPS = ("algo", "env", "model")
+_ABSENT = "<absent>"
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a NaN or infinity; the message names the iteration and the quantity."""
+
+
+def _flatten(tree: Any, prefix: str) -> dict[str, Any]:
+    if isinstance(tree, Mapping) and tree:
+        flat: dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f"{prefix}.{key}"))
+        return flat
+    return {prefix: tree}
+
+
+def config_differences(saved: Mapping[str, Any], cfg: Any) -> dict[str, tuple[Any, Any]]:
+    """``{"algo.actor_lr": (checkpoint value, run value), ...}`` over the compared groups.
+
+    Args:
+        saved: a checkpoint's ``meta["config"]`` (plain dicts).
+        cfg: the run's config (attribute or key access).
+
+    Example:
+        >>> saved = {"algo": {"name": "happo", "actor_lr": 5e-4}, "env": {"n": 2}, "model": {}}
+        >>> run = {"algo": {"name": "happo", "actor_lr": 1e-3}, "env": {"n": 2}, "model": {}}
+        >>> config_differences(saved, run)
+        {'algo.actor_lr': (0.0005, 0.001)}
+    """
+    differences = {}
+    for group in COMPARED_GROUPS:
+        old = _flatten(plain_config(saved.get(group, {})), group)
+        new = _flatten(plain_config(_group(cfg, group)), group)
+        for key in sorted(old.keys() | new.keys()):
+            a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+            if not _same_value(a, b):
+                differences[key] = (a, b)
+    return differences
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, bool) or isinstance(b, bool):
+        return a is b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    return a == b
+
+
+def _group(cfg: Any, name: str) -> Any:
+    return cfg.get(name, {}) if isinstance(cfg, Mapping) else getattr(cfg, name, {})
+
+
+def _covered(key: str, overrides: Sequence[str]) -> bool:
+    return any(o == "*" or key == o or key.startswith(f"{o}.") for o in overrides)
+
+
+def check_resume(meta: Mapping[str, Any], cfg: Any, *, overrides: Sequence[str] = (), path: Any = None) -> list[str]:
+    """Refuses to resume a checkpoint into a run whose algo, env or model config differs.
+
+    Args:
+        meta: the checkpoint's metadata (``load_checkpoint(..., return_metadata=True)[1]``).
+        cfg: the new run's config.
+        overrides: keys allowed to differ (``resume_override``), each covering its children;
+            ``"*"`` allows any difference.
+        path: the checkpoint's path, for the message.
+
+    Returns:
+        The differing keys that ``overrides`` accepted (for the run's log).
+
+    Raises:
+        ConfigError: a difference not covered by ``overrides`` (the message lists each as
+            ``key: checkpoint value -> this run's value`` and says how to proceed), or an
+            override naming no key of either config (a typo would otherwise go unnoticed).
+
+    Example:
+        >>> saved = {"algo": {"name": "happo", "actor_lr": 5e-4}, "env": {}, "model": {}}
+        >>> meta = {"algorithm": "happo", "config": saved}
+        >>> run = {"algo": {"name": "happo", "actor_lr": 1e-3}, "env": {}, "model": {}}
+        >>> check_resume(meta, run, overrides=["algo.actor_lr"])
+        ['algo.actor_lr']
+        >>> check_resume(meta, run)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: cannot resume ...: algo.actor_lr: 0.0005 (checkpoint) -> 0.001 (this run)...
+    """
+    overrides = [str(o) for o in (overrides or [])]
+    saved = meta.get("config")
+    where = f"checkpoint {path}" if path is not None else "the checkpoint"
+    if not isinstance(saved, Mapping):
+        raise ConfigError(f"cannot resume from {where}: it records no config to compare with")
+    known = set()
+    for group in COMPARED_GROUPS:
+        known |= set(_flatten(plain_config(saved.get(group, {})), group))
+        known |= set(_flatten(plain_config(_group(cfg, group)), group))
+    unknown = [o for o in overrides if o != "*" and not any(k == o or k.startswith(f"{o}.") for k in known)]
+    if unknown:
+        raise ConfigError(
+            f"resume_override={unknown} names no key of the algo/env/model config (a typo?); "
+            "give dotted keys such as algo.actor_lr or env.num_envs"
+        )
+    differences = config_differences(saved, cfg)
+    refused = {k: v for k, v in differences.items() if not _covered(k, overrides)}
+    if refused:
+        listed = "; ".join(f"{k}: {a!r} (checkpoint) -> {b!r} (this run)" for k, (a, b) in refused.items())
+        algo_note = ""
+        if "algo.name" in refused:
+            algo_note = f" The checkpoint was written by {meta.get('algorithm')!r}."
+        raise ConfigError(
+            f"cannot resume from {where}: the run's config differs: {listed}.{algo_note} Resume with the "
+            f"checkpoint's values, or, to fine-tune into the new setting on purpose, allow these keys with "
+            f"resume_override=[{','.join(refused)}] (see docs/checkpoints.rst)"
+        )
+    return sorted(differences)
+
+
+def check_total_frames(total_frames: int, checkpoint_frames: int, path: Any = None) -> None:
+    """Refuses a resume whose ``total_frames`` leaves nothing to train.
+
+    Raises:
+        ConfigError: ``total_frames`` is at or below the frames the checkpoint already has.
+
+    Example:
+        >>> check_total_frames(2000, 1000)
+        >>> check_total_frames(1000, 1000)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: total_frames=1000 is not above the 1000 frames the checkpoint ...
+    """
+    if total_frames <= checkpoint_frames:
+        where = f" {path}" if path is not None else ""
+        raise ConfigError(
+            f"total_frames={total_frames} is not above the {checkpoint_frames} frames the checkpoint{where} "
+            f"already has: nothing would be trained. Give total_frames > {checkpoint_frames} to train further"
+        )
+
+
+def check_finite(
+    iteration: int,
+    diagnostics: Mapping[str, float] | TensorDictBase,
+    modules: Mapping[str, nn.Module] | None = None,
+) -> None:
+    """Stops training at the first NaN or infinity in the diagnostics or the modules' tensors.
+
+    Args:
+        iteration: the iteration just completed (named in the message).
+        diagnostics: flat ``{"agent_1/loss_objective": value}`` scalars, or the updater's
+            TensorDict (every floating entry is checked).
+        modules: ``{name: module}`` whose parameters and buffers must stay finite.
+
+    Raises:
+        NonFiniteError: naming the iteration, the quantity and its value.
+
+    Example:
+        >>> check_finite(3, {"agent_0/loss_objective": 0.5})
+        >>> check_finite(3, {"agent_1/loss_objective": float("nan")})  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.run_guard.NonFiniteError: iteration 3: agent_1/loss_objective is nan...
+    """
+    hint = (
+        "; training stopped before this iteration's checkpoint, so the last checkpoint on disk is the last "
+        "good one (lower the learning rate or check the environment's rewards)"
+    )
+    if isinstance(diagnostics, TensorDictBase):
+        items = (
+            ("/".join(k) if isinstance(k, tuple) else k, v)
+            for k, v in diagnostics.items(include_nested=True, leaves_only=True)
+        )
+    else:
+        items = diagnostics.items()
+    for name, value in items:
+        if isinstance(value, torch.Tensor):
+            if not value.is_floating_point() or bool(torch.isfinite(value).all()):
+                continue
+            bad = value[~torch.isfinite(value)].flatten()[0].item()
+            raise NonFiniteError(f"iteration {iteration}: {name} is {bad}{hint}")
+        if isinstance(value, (int, float)) and not math.isfinite(value):
+            raise NonFiniteError(f"iteration {iteration}: {name} is {value}{hint}")
+    for module_name, module in (modules or {}).items():
+        for kind, named in (("parameter", module.named_parameters()), ("buffer", module.named_buffers())):
+            for name, tensor in named:
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                    raise NonFiniteError(f"iteration {iteration}: {module_name} {kind} {name} is not finite{hint}")
+
+
+@dataclass
+class ResumePoint:
+    """A checkpoint accepted for resuming: its state, metadata and the differences allowed.
+
+    Attributes:
+        path: the checkpoint file.
+        state: its training state (as saved by the loop).
+        meta: its metadata (:func:`~harl_torchrl.utils.checkpoint.run_metadata`).
+        accepted: config keys that differ and were allowed by ``resume_override``.
+    """
+
+    path: Path
+    state: dict[str, Any]
+    meta: dict[str, Any]
+    accepted: list[str] = field(default_factory=list)
+
+    @property
+    def frames(self) -> int:
+        """Frames the checkpointed run had collected."""
+        return int(self.meta.get("frames", self.state.get("frames", 0)))
+
+    @property
+    def iteration(self) -> int:
+        """Iterations the checkpointed run had completed."""
+        return int(self.meta.get("iteration", self.state.get("iteration", 0)))
+
+    @property
+    def env_changed(self) -> bool:
+        """Whether an env setting was overridden (the saved env state then no longer applies)."""
+        return any(key == "env" or key.startswith("env.") for key in self.accepted)
+
+
+def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
+    """Loads ``cfg.resume`` and runs every resume check; ``None`` when ``cfg.resume`` is unset.
+
+    Verifies the file (:func:`~harl_torchrl.utils.checkpoint.load_checkpoint`), compares
+    its config (:func:`check_resume`, honouring ``cfg.resume_override``) and the budget
+    (:func:`check_total_frames`). Call it before building anything.
+
+    Raises:
+        CheckpointError: the file is missing, damaged or not a checkpoint.
+        ConfigError: the config differs without an override, or ``total_frames`` is too small.
+    """
+    path = _get(cfg, "resume")
+    if not path:
+        return None
+    path = Path(str(path))
+    state, meta = load_checkpoint(path, map_location, return_metadata=True)
+    if "config" not in meta:
+        raise CheckpointError(f"checkpoint {path}: it records no run config (not written by a training loop)")
+    accepted = check_resume(meta, cfg, overrides=list(_get(cfg, "resume_override") or []), path=path)
+    point = ResumePoint(path, state, meta, accepted)
+    check_total_frames(int(_get(cfg, "total_frames")), point.frames, path)
+    return point
+
+
+def restore_run(
+    point: ResumePoint,
+    collector: Any,
+    envs: Mapping[str, Any],
+    load_training_state: Callable[[dict[str, Any]], Any],
+) -> list[str]:
+    """Restores a run from ``point`` once its envs, modules and collector are built.
+
+    Writes back the envs' and the collector's state (unless an env setting was
+    overridden: then the run starts fresh episodes), then the training state through
+    ``load_training_state`` (which restores the global random states last).
+
+    Returns:
+        The parts restored exactly (``"train"``, ``"eval"``, ``"carrier"``).
+
+    Raises:
+        CheckpointError: the saved training state does not fit the modules built for this run.
+    """
+    restored = [] if point.env_changed else restore_rollout_state(collector, envs, point.state.get("rollout"))
+    try:
+        load_training_state(point.state)
+    except (ValueError, RuntimeError, KeyError, TypeError) as err:
+        first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"checkpoint {point.path}: its training state does not fit the networks built for this run ({first}); "
+            "resume with the checkpoint's algo/env/model config"
+        ) from None
+    return restored
+
+
+def _get(cfg: Any, key: str) -> Any:
+    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)
