@@ -222,3 +222,33 @@ def test_hasac_escapes_the_trap_of_homogeneity():
         batch.set("next", nxt)
         update(batch)
     assert _expected_trap_return(actors) >= 0.9
+
+
+def test_a_shared_soft_policy_stays_in_the_trap():
+    """The same soft losses with one network for both agents (a simultaneous step): at most 2p(1-p) <= 0.5."""
+    torch.manual_seed(0)
+    actors = {a: make_soft_agent_actor(a, 1, Categorical(n=2), hidden_sizes=(16,)) for a in AGENTS}
+    actors["y"].module[0].module = actors["x"].module[0].module  # one network, each agent its own keys
+    critic = _critic(action_size=2, num_classes=[2, 2])
+    q_loss = JointQLoss(critic, SoftNextActions(actors, 0.01), gamma=0.99)
+    q_opt = torch.optim.Adam(q_loss.parameters(), lr=1e-2)
+    losses = [SoftActorLoss(actor, critic, 0.01) for actor in actors.values()]
+    opt = torch.optim.Adam(actors["x"].parameters(), lr=1e-2)
+    payoff = trap_payoff(2)
+    for _ in range(100):
+        batch = _batch(128, discrete=2)
+        nxt = _batch(128, discrete=2)
+        nxt.set("reward", payoff[batch["x", "action"], batch["y", "action"]].unsqueeze(-1))
+        nxt.set("terminated", torch.ones(128, 1, dtype=torch.bool))
+        batch.set("next", nxt)
+        q_opt.zero_grad()
+        q_loss(batch)["loss_qvalue"].backward()
+        q_opt.step()
+        joint = batch.copy()
+        with torch.no_grad():
+            for actor in actors.values():
+                actor(joint)
+        opt.zero_grad()
+        sum(loss(joint)["loss_actor"] for loss in losses).backward()
+        opt.step()
+    assert _expected_trap_return(actors) <= 0.5 + 1e-6
