@@ -13,12 +13,16 @@ haa2c      :class:`HAA2CLoss`         minibatch Adam  sequential   centralised
 mappo      TorchRL ``ClipPPOLoss``    minibatch Adam  none         centralised
 ippo       TorchRL ``ClipPPOLoss``    minibatch Adam  none         one per agent
 =========  =========================  ==============  ===========  ============
+
+Each algorithm's settings are its typed schema (:mod:`harl_torchrl.config`, e.g.
+:class:`~harl_torchrl.config.HAPPOConfig`); the schema class also says whether the
+update is sequential, a trust-region step, or uses per-agent critics.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -29,7 +33,20 @@ from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.modules import ProbabilisticActor
 from torchrl.objectives import ClipPPOLoss, LossModule
 
-from harl_torchrl.errors import ConfigError, require_positive, unknown_choice
+from harl_torchrl.config import (
+    ClippedConfig,
+    HAA2CConfig,
+    HAPPOConfig,
+    HATRPOConfig,
+    IPPOConfig,
+    MAPPOConfig,
+    ModelConfig,
+    OnPolicyAlgoConfig,
+    PolicyGradientConfig,
+    algo_config,
+    model_config,
+)
+from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules import (
     ValueNorm,
     is_recurrent,
@@ -49,132 +66,83 @@ from harl_torchrl.sequential import (
 )
 
 
-def _happo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
-    return HAPPOLoss(actor, clip_epsilon=cfg["clip_epsilon"], entropy_coeff=cfg["entropy_coeff"])
+def _happo_loss(actor: ProbabilisticActor, cfg: HAPPOConfig) -> LossModule:
+    return HAPPOLoss(actor, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff)
 
 
-def _haa2c_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
-    return HAA2CLoss(actor, entropy_coeff=cfg["entropy_coeff"])
+def _haa2c_loss(actor: ProbabilisticActor, cfg: HAA2CConfig) -> LossModule:
+    return HAA2CLoss(actor, entropy_coeff=cfg.entropy_coeff)
 
 
-def _hatrpo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
-    return HATRPOLoss(actor, kl_type=cfg.get("kl_type", "exact"), entropy_coeff=cfg.get("entropy_coeff", 0.0))
+def _hatrpo_loss(actor: ProbabilisticActor, cfg: HATRPOConfig) -> LossModule:
+    return HATRPOLoss(actor, kl_type=str(cfg.kl_type), entropy_coeff=cfg.entropy_coeff)
 
 
-def _clip_ppo_loss(actor: ProbabilisticActor, cfg: Mapping[str, Any]) -> LossModule:
+def _clip_ppo_loss(actor: ProbabilisticActor, cfg: ClippedConfig) -> LossModule:
     # TorchRL's own PPO loss: the advantage arrives normalised once by the updater,
     # and the critic is trained by its own loss.
     return ClipPPOLoss(
         actor,
         critic_network=None,
-        clip_epsilon=cfg["clip_epsilon"],
-        entropy_bonus=cfg["entropy_coeff"] > 0,
-        entropy_coeff=cfg["entropy_coeff"],
+        clip_epsilon=cfg.clip_epsilon,
+        entropy_bonus=cfg.entropy_coeff > 0,
+        entropy_coeff=cfg.entropy_coeff,
         normalize_advantage=False,
         functional=False,
     )
 
 
-@dataclass(frozen=True)
-class OnPolicyAlgorithm:
-    """How one on-policy algorithm uses the shared machinery.
-
-    Attributes:
-        name: config name (``algo.name``).
-        make_loss: builds an agent's loss from its actor and the algo config.
-        sequential: whether agents are updated in turn with the factor (HA
-            algorithms) or all against the old policies (baselines: with the factor
-            fixed at 1, updating agents one by one equals updating them together,
-            since each agent's loss depends on its own parameters only).
-        trust_region: one natural-gradient step per agent instead of Adam epochs.
-        per_agent_critics: one critic per agent on its own observation (IPPO)
-            instead of one centralised critic.
-        required: config keys the algorithm cannot do without.
-    """
-
-    name: str
-    make_loss: Callable[[ProbabilisticActor, Mapping[str, Any]], LossModule]
-    sequential: bool = True
-    trust_region: bool = False
-    per_agent_critics: bool = False
-    required: tuple[str, ...] = field(default=("actor_lr", "critic_lr", "epochs", "num_minibatches"))
-
-
-ON_POLICY_ALGORITHMS: dict[str, OnPolicyAlgorithm] = {
-    "happo": OnPolicyAlgorithm("happo", _happo_loss),
-    "hatrpo": OnPolicyAlgorithm("hatrpo", _hatrpo_loss, trust_region=True, required=("max_kl", "critic_lr")),
-    "haa2c": OnPolicyAlgorithm("haa2c", _haa2c_loss),
-    "mappo": OnPolicyAlgorithm("mappo", _clip_ppo_loss, sequential=False),
-    "ippo": OnPolicyAlgorithm("ippo", _clip_ppo_loss, sequential=False, per_agent_critics=True),
+#: The per-agent loss of each on-policy schema. The rest of an algorithm's recipe
+#: (sequential or simultaneous, trust region, per-agent critics) is carried by the
+#: schema class itself (:class:`~harl_torchrl.config.OnPolicyAlgoConfig`).
+ON_POLICY_LOSSES: dict[type[OnPolicyAlgoConfig], Callable[[ProbabilisticActor, Any], LossModule]] = {
+    HAPPOConfig: _happo_loss,
+    HATRPOConfig: _hatrpo_loss,
+    HAA2CConfig: _haa2c_loss,
+    MAPPOConfig: _clip_ppo_loss,
+    IPPOConfig: _clip_ppo_loss,
 }
 
 
-def validate_algo_config(cfg: Mapping[str, Any]) -> OnPolicyAlgorithm:
-    """Checks an ``algo`` config group and returns its algorithm.
+def on_policy_config(cfg: Mapping[str, Any] | OnPolicyAlgoConfig) -> OnPolicyAlgoConfig:
+    """The typed ``algo`` group of an on-policy algorithm.
+
+    A mapping (dict or DictConfig) is converted through the schema its ``name``
+    selects and range-checked, once; a schema instance is taken as it is (built by
+    :func:`~harl_torchrl.config.validate_run_config` or
+    :meth:`~harl_torchrl.config.GroupConfig.from_mapping`, which checked it).
 
     Raises:
-        ConfigError: unknown algorithm, a missing or out-of-range setting, or a
-            combination the algorithm does not support, with the fix.
+        ConfigError: unknown algorithm, unknown key, wrong type, value out of range,
+            or an algorithm that is not on-policy.
+
+    Example:
+        >>> on_policy_config({"name": "mappo", "share_params": True}).sequential
+        False
     """
-    name = cfg.get("name")
-    if name not in ON_POLICY_ALGORITHMS:
-        raise unknown_choice("algorithm", name, ON_POLICY_ALGORITHMS)
-    algorithm = ON_POLICY_ALGORITHMS[name]
-    for key in algorithm.required:
-        if key not in cfg:
-            raise ConfigError(f"algo.{key} is required by {name}")
-    for key in ("actor_lr", "critic_lr", "adam_eps", "clip_epsilon", "epochs", "num_minibatches", "max_kl"):
-        if key in cfg:
-            require_positive(f"algo.{key}", cfg[key])
-    for key in ("critic_epochs", "critic_num_minibatches"):
-        require_positive(f"algo.{key}", cfg.get(key, 1))
-    for key in ("max_grad_norm", "value_clip"):
-        if cfg.get(key) is not None:
-            require_positive(f"algo.{key}", cfg[key])
-    if cfg.get("entropy_coeff", 0.0) < 0:
-        raise ConfigError(f"algo.entropy_coeff must be >= 0, got {cfg['entropy_coeff']}")
-    gamma, lmbda = cfg.get("gamma", 0.99), cfg.get("gae_lambda", 0.95)
-    if not 0.0 < gamma <= 1.0:
-        raise ConfigError(f"algo.gamma must be in (0, 1], got {gamma}")
-    if not 0.0 <= lmbda <= 1.0:
-        raise ConfigError(f"algo.gae_lambda must be in [0, 1], got {lmbda}")
-    if cfg.get("order", "random") not in ("random", "fixed"):
-        raise unknown_choice("algo.order", cfg.get("order"), ["random", "fixed"])
-    if cfg.get("share_params", False) and algorithm.sequential:
+    algo = cfg if isinstance(cfg, OnPolicyAlgoConfig) else algo_config(cfg)
+    if type(algo) not in ON_POLICY_LOSSES:
         raise ConfigError(
-            f"algo.share_params=true is not possible with {name}: the sequential scheme updates agents one at a "
-            "time, which needs separate per-agent parameters. Use share_params=false, or algo=mappo for a "
-            "parameter-shared baseline."
+            f"algo={algo.name} is not an on-policy algorithm of this module (on-policy: "
+            f"{', '.join(sorted(schema.__dataclass_fields__['name'].default for schema in ON_POLICY_LOSSES))}). "
+            "Fix: choose one of those, or use the off-policy components for it"
         )
-    return algorithm
+    return algo
 
 
 def _policy_trainers(
-    algorithm: OnPolicyAlgorithm, cfg: Mapping[str, Any], losses: Mapping[str, LossModule], chunk_length: int | None
+    algo: OnPolicyAlgoConfig, losses: Mapping[str, LossModule], chunk_length: int | None
 ) -> dict[str, Any]:
-    if algorithm.trust_region:
-        settings = {
-            key: cfg[key]
-            for key in (
-                "max_kl",
-                "cg_iterations",
-                "damping",
-                "line_search_steps",
-                "shrink",
-                "accept_ratio",
-                "fisher_fraction",
-            )
-            if key in cfg
-        }
-        return {name: TrustRegionTrainer(loss, **settings) for name, loss in losses.items()}
-    eps = cfg.get("adam_eps", 1e-5)
+    if isinstance(algo, HATRPOConfig):
+        return {name: TrustRegionTrainer(loss, **algo.trust_region_settings()) for name, loss in losses.items()}
+    assert isinstance(algo, PolicyGradientConfig)  # every other on-policy schema
     return {
         name: PolicyTrainer(
             loss,
-            torch.optim.Adam(loss.parameters(), lr=cfg["actor_lr"], eps=eps),
-            epochs=cfg["epochs"],
-            num_minibatches=cfg["num_minibatches"],
-            max_grad_norm=cfg.get("max_grad_norm"),
+            torch.optim.Adam(loss.parameters(), lr=algo.actor_lr, eps=algo.adam_eps),
+            epochs=algo.epochs,
+            num_minibatches=algo.num_minibatches,
+            max_grad_norm=algo.max_grad_norm,
             chunk_length=chunk_length,
         )
         for name, loss in losses.items()
@@ -182,7 +150,7 @@ def _policy_trainers(
 
 
 def build_on_policy_updater(
-    cfg: Mapping[str, Any],
+    cfg: Mapping[str, Any] | OnPolicyAlgoConfig,
     actors: Mapping[str, ProbabilisticActor],
     critic_losses: CentralValueLoss | Mapping[str, CentralValueLoss],
     *,
@@ -197,7 +165,9 @@ def build_on_policy_updater(
     and one Adam steps the shared weights; its diagnostics appear under ``"shared"``.
 
     Args:
-        cfg: the ``algo`` config group (see ``recipes/conf/algo/*.yaml``).
+        cfg: the ``algo`` group: an :class:`~harl_torchrl.config.OnPolicyAlgoConfig`
+            or a mapping converted through its schema (see :func:`on_policy_config`;
+            omitted keys take the defaults of ``recipes/conf/algo/<name>.yaml``).
         actors: ``{agent: actor}``.
         critic_losses: the centralised value loss, or ``{agent: loss}`` for per-agent
             critics (IPPO), each with its value estimator.
@@ -219,25 +189,36 @@ def build_on_policy_updater(
         >>> updater.order
         'random'
     """
-    algorithm = validate_algo_config(cfg)
-    losses = {name: algorithm.make_loss(actor, cfg) for name, actor in actors.items()}
-    if algorithm.per_agent_critics:
+    return _updater(on_policy_config(cfg), actors, critic_losses, seed=seed, chunk_length=chunk_length)
+
+
+def _updater(
+    algo: OnPolicyAlgoConfig,
+    actors: Mapping[str, ProbabilisticActor],
+    critic_losses: CentralValueLoss | Mapping[str, CentralValueLoss],
+    *,
+    seed: int | None,
+    chunk_length: int | None,
+) -> SequentialUpdater:
+    make_loss = ON_POLICY_LOSSES[type(algo)]
+    losses = {name: make_loss(actor, algo) for name, actor in actors.items()}
+    if algo.per_agent_critics:
         for name, loss in losses.items():
             loss.set_keys(advantage=(name, "advantage"))
-    if cfg.get("share_params", False):
+    if algo.share_params:
         # one objective over every agent's samples and one optimiser for the shared weights
-        trainers = _policy_trainers(algorithm, cfg, {"shared": SharedPolicyLoss(losses)}, chunk_length)
+        trainers = _policy_trainers(algo, {"shared": SharedPolicyLoss(losses)}, chunk_length)
     else:
         agent_parameters_by_name(actors)  # refuses parameters shared between agents
-        trainers = _policy_trainers(algorithm, cfg, losses, chunk_length)
+        trainers = _policy_trainers(algo, losses, chunk_length)
 
     def critic_trainer(loss: CentralValueLoss) -> CriticTrainer:
         return CriticTrainer(
             loss,
-            torch.optim.Adam(loss.critic_network.parameters(), lr=cfg["critic_lr"], eps=cfg.get("adam_eps", 1e-5)),
-            epochs=cfg.get("critic_epochs", cfg.get("epochs", 5)),
-            num_minibatches=cfg.get("critic_num_minibatches", cfg.get("num_minibatches", 1)),
-            max_grad_norm=cfg.get("max_grad_norm"),
+            torch.optim.Adam(loss.critic_network.parameters(), lr=algo.critic_lr, eps=algo.adam_eps),
+            epochs=algo.critic_epochs,
+            num_minibatches=algo.critic_num_minibatches,
+            max_grad_norm=algo.max_grad_norm,
             chunk_length=chunk_length,
         )
 
@@ -248,8 +229,8 @@ def build_on_policy_updater(
     return SequentialUpdater(
         trainers,
         critics,
-        order=cfg.get("order", "random") if algorithm.sequential else "fixed",
-        use_factor=algorithm.sequential,
+        order=str(algo.order) if algo.sequential else "fixed",
+        use_factor=algo.sequential,
         seed=seed,
     )
 
@@ -297,21 +278,21 @@ class OnPolicyComponents:
         return TransformedEnv(env, recurrent_env_transforms([self.policy]))
 
 
-def _value_loss(critic: nn.Module, value_norm: ValueNorm | None, cfg: Mapping[str, Any]) -> CentralValueLoss:
+def _value_loss(critic: nn.Module, value_norm: ValueNorm | None, algo: OnPolicyAlgoConfig) -> CentralValueLoss:
     loss = CentralValueLoss(
         critic,
         value_norm=value_norm,
-        clip_value=cfg.get("value_clip", 0.2),
-        loss_type=cfg.get("value_loss", "huber"),
-        huber_delta=cfg.get("huber_delta", 10.0),
+        clip_value=algo.value_clip,
+        loss_type=str(algo.value_loss),
+        huber_delta=algo.huber_delta,
     )
-    loss.make_value_estimator(gamma=cfg.get("gamma", 0.99), lmbda=cfg.get("gae_lambda", 0.95))
+    loss.make_value_estimator(gamma=algo.gamma, lmbda=algo.gae_lambda)
     return loss
 
 
 def make_on_policy_components(
-    algo_cfg: Mapping[str, Any],
-    model_cfg: Mapping[str, Any],
+    algo_cfg: Mapping[str, Any] | OnPolicyAlgoConfig,
+    model_cfg: Mapping[str, Any] | ModelConfig,
     env,
     *,
     device: torch.device | str = "cpu",
@@ -320,14 +301,21 @@ def make_on_policy_components(
     """Builds actors, critic(s), losses and updater for an env.
 
     Args:
-        algo_cfg: the ``algo`` config group.
-        model_cfg: the ``model`` config group: ``name`` (``mlp`` or ``gru``),
+        algo_cfg: the ``algo`` group: an :class:`~harl_torchrl.config.OnPolicyAlgoConfig`,
+            or a mapping converted through its schema (see :func:`on_policy_config`).
+        model_cfg: the ``model`` group: a :class:`~harl_torchrl.config.ModelConfig`
+            or a mapping (``name``: ``mlp`` by default, or ``gru``; then
             ``hidden_sizes``, ``activation``, ``feature_norm``, ``output_gain``,
-            ``std_x_coef``, ``std_y_coef``; for ``gru`` also ``rnn_hidden_size``
-            and ``chunk_length`` (training sequence length).
+            ``std_x_coef``, ``std_y_coef``; for ``gru`` also ``rnn_hidden_size`` and
+            ``chunk_length``, the training sequence length), converted through
+            :class:`~harl_torchrl.config.MLPModelConfig` or
+            :class:`~harl_torchrl.config.GRUModelConfig`.
         env: the training env (one group per agent).
         device: where the networks live.
         seed: seed of the updater's generator.
+
+    Raises:
+        ConfigError: a bad algo or model setting (unknown key, wrong type, out of range).
 
     Example:
         >>> from harl_torchrl.envs import make_vmas_env
@@ -338,19 +326,17 @@ def make_on_policy_components(
         >>> sorted(parts.actors)
         ['agent_0', 'agent_1']
     """
-    algorithm = validate_algo_config(algo_cfg)
-    model = dict(model_cfg)
-    recurrent = model.pop("name", "mlp") == "gru"
-    chunk_length = model.pop("chunk_length", 10) if recurrent else None
-    model.pop("chunk_length", None)
-    rnn = {"recurrent": recurrent, "rnn_hidden_size": model.pop("rnn_hidden_size", None)}
-    actors = make_actors(env, share_params=algo_cfg.get("share_params", False), **model, **rnn)
-    trunk = {k: model[k] for k in ("hidden_sizes", "activation", "feature_norm") if k in model}
-    use_norm = algo_cfg.get("value_norm", True)
-    if algorithm.per_agent_critics:
+    algo = on_policy_config(algo_cfg)
+    model = model_cfg if isinstance(model_cfg, ModelConfig) else model_config(model_cfg)
+    chunk_length = model.sequence_length
+    network = model.network_kwargs()
+    rnn = {"recurrent": model.recurrent, "rnn_hidden_size": getattr(model, "rnn_hidden_size", None)}
+    actors = make_actors(env, share_params=algo.share_params, **network, **rnn)
+    trunk = {k: network[k] for k in ("hidden_sizes", "activation", "feature_norm")}
+    if algo.per_agent_critics:
         critics, critic_losses = {}, {}
         for name in actors:
-            norm = ValueNorm() if use_norm else None
+            norm = ValueNorm() if algo.value_norm else None
             obs_dim = env.full_observation_spec_unbatched[name, "observation"].shape[-1]
             critics[name] = make_central_critic(
                 [(name, "observation")],
@@ -361,7 +347,7 @@ def make_on_policy_components(
                 **trunk,
                 **rnn,
             ).to(device)
-            loss = _value_loss(critics[name], norm, algo_cfg)
+            loss = _value_loss(critics[name], norm, algo)
             loss.set_keys(
                 value=(name, "state_value"),
                 value_normalized=(name, "state_value_normalized"),
@@ -370,17 +356,15 @@ def make_on_policy_components(
             )
             critic_losses[name] = loss
         critic: nn.Module = nn.ModuleDict(critics)
-        updater = build_on_policy_updater(algo_cfg, actors, critic_losses, seed=seed, chunk_length=chunk_length)
+        updater = _updater(algo, actors, critic_losses, seed=seed, chunk_length=chunk_length)
     else:
-        norm = ValueNorm() if use_norm else None
+        norm = ValueNorm() if algo.value_norm else None
         critic_keys, critic_features = observation_critic_inputs(env)
         critic = make_central_critic(critic_keys, critic_features, value_norm=norm, **trunk, **rnn).to(device)
-        critic_losses = {"central": _value_loss(critic, norm, algo_cfg)}
-        updater = build_on_policy_updater(
-            algo_cfg, actors, critic_losses["central"], seed=seed, chunk_length=chunk_length
-        )
+        critic_losses = {"central": _value_loss(critic, norm, algo)}
+        updater = _updater(algo, actors, critic_losses["central"], seed=seed, chunk_length=chunk_length)
     policy = joint_policy(actors)
-    if recurrent:  # the critic's hidden states must be recorded during collection
+    if model.recurrent:  # the critic's hidden states must be recorded during collection
         critics_in_order = list(critic.values()) if isinstance(critic, nn.ModuleDict) else [critic]
         policy = TensorDictSequential(policy, *critics_in_order)
     return OnPolicyComponents(actors, policy.to(device), critic, critic_losses, updater)

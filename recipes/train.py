@@ -3,15 +3,22 @@
     python recipes/train.py                                   # HAPPO, VMAS balance, 4 agents, CPU
     python recipes/train.py env=vmas/navigation total_frames=1_000_000
     python recipes/train.py env.scenario=wheel env.scenario_kwargs.n_agents=3 device=cuda
-    python recipes/train.py resume=outputs/.../checkpoint.pt
+    python recipes/train.py resume=outputs/.../checkpoint.pt total_frames=2_000_000
+    python recipes/train.py resume=outputs/.../checkpoint.pt 'resume_override=[algo.actor_lr]' algo.actor_lr=1e-4
 
 Reads top to bottom: build the env, the per-agent actors and the centralised critic,
 the losses and the sequential updater; then collect -> GAE -> update, with periodic
 evaluation and checkpoints. Logs go to ``<run dir>/metrics.csv``.
+
+Guards (docs/checkpoints.rst): a resumed checkpoint must be intact and describe this
+run; a NaN or infinity in a loss, gradient norm or parameter stops the run before it
+is logged or saved (the last checkpoint stays the last good one); checkpoints hold the
+envs' and the collector's state, so a resumed run continues the same episodes.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import sys
 import time
@@ -25,19 +32,26 @@ from tqdm import tqdm
 
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
-from harl_torchrl.config import validate_run_config
+from harl_torchrl.config import RunConfig, validate_run_config
+from harl_torchrl.config.hydra_checks import check_command_line
 from harl_torchrl.envs import make_env
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 from harl_torchrl.evaluation import evaluate
+from harl_torchrl.rollout_state import capture_rollout_state
+from harl_torchrl.run_guard import NonFiniteError, check_finite, open_resume, restore_run
 from harl_torchrl.training import episode_stats, flatten_metrics, load_on_policy_state, on_policy_state
-from harl_torchrl.utils.checkpoint import load_checkpoint, save_checkpoint, seed_everything
+from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_everything
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
 
 
-def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
+def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     """Trains as ``cfg`` says, writing logs and checkpoints under ``output_dir``."""
-    validate_run_config(cfg)  # fails here, before anything is built, on any bad setting
+    # The typed config (one schema instance per group), built and checked once, before anything
+    # is built: unknown keys, wrong types and values out of range fail here, naming the key.
+    cfg = validate_run_config(cfg)
+    if cfg.algo.kind == "off_policy":  # HADDPG, HATD3, HASAC, HAD3QN, MADDPG, MATD3, MASAC: their own loop
+        return _off_policy_loop().run(cfg, output_dir)
     output_dir = Path(output_dir)
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
@@ -55,35 +69,63 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
     env = parts.prepare_env(env)  # recurrent networks need episode-start markers and hidden states
     eval_env = parts.prepare_env(eval_env) if eval_env is not None else None
 
-    frames, iteration = 0, 0
-    if cfg.resume:
-        frames, iteration = load_on_policy_state(
-            load_checkpoint(cfg.resume, device), parts.actors, parts.critic, parts.updater
-        )
-        print(f"resumed from {cfg.resume} at {frames} frames (iteration {iteration})")
+    # Resume: the checkpoint must be intact and describe this run (algorithm, env, model),
+    # unless resume_override names the settings that differ on purpose.
+    resume = open_resume(cfg, device)
+    frames, iteration = (resume.frames, resume.iteration) if resume else (0, 0)
 
     frames_per_batch = env.batch_size.numel() * cfg.collector.rollout_steps
     iterations_left = max(0, math.ceil((cfg.total_frames - frames) / frames_per_batch))
+    workers = cfg.collector.get("workers", 1)
     collector = make_collector(
         env,
         parts.policy,
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
-        workers=cfg.collector.get("workers", 1),
+        workers=workers,
         env_cfg=cfg.env,
         seed=cfg.seed,
         device=device,
         prepare_env=parts.prepare_env,
     )
-    logger = MetricLogger(output_dir, cfg.logger.backends, resume=bool(cfg.resume))
+    envs = {"train": env if workers == 1 else None, "eval": eval_env}
+    if resume:
+        # envs and the collector's carried step first (building the collector reset the env),
+        # then networks, optimisers and, last, the random streams
+        exact = restore_run(
+            resume,
+            collector,
+            envs,
+            lambda state: load_on_policy_state(state, parts.actors, parts.critic, parts.updater),
+        )
+        episodes = "same episodes" if "train" in exact else "fresh episodes"
+        print(f"resumed from {resume.path} at {frames} frames (iteration {iteration}, {episodes})")
+        if resume.accepted:
+            print(f"resume_override: these settings now differ from the checkpoint's: {', '.join(resume.accepted)}")
+    logger = MetricLogger(
+        output_dir,
+        cfg.logger.backends,
+        resume=resume is not None,
+        resume_step=frames if resume else None,  # rows an interrupted run logged after its checkpoint go
+        previous_log=resume.path.parent / "metrics.csv" if resume else None,  # a new run dir gets the old rows
+    )
     checkpoint_path = output_dir / "checkpoint.pt"
     progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
     metrics: dict[str, float] = {}
+    trained = {**parts.actors, "critic": parts.critic}
 
     def checkpoint() -> None:
         save_checkpoint(
             checkpoint_path,
-            on_policy_state(parts.actors, parts.critic, parts.updater, frames=frames, iteration=iteration),
+            on_policy_state(
+                parts.actors,
+                parts.critic,
+                parts.updater,
+                frames=frames,
+                iteration=iteration,
+                rollout=capture_rollout_state(collector, envs),
+            ),
+            metadata=run_metadata(cfg, frames=frames, iteration=iteration),
         )
 
     collect_start = time.perf_counter()
@@ -91,14 +133,15 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         collect_time = time.perf_counter() - collect_start
         update_start = time.perf_counter()
         parts.compute_advantage(batch)
-        diagnostics = parts.updater.update(batch)
-        if cfg.collector.get("workers", 1) > 1:
-            collector.update_policy_weights_()  # the worker processes get the new policy
-        update_time = time.perf_counter() - update_start
+        diagnostics = flatten_metrics(parts.updater.update(batch))
         frames += batch.numel()
         iteration += 1
+        check_finite(iteration, diagnostics, trained)  # a NaN stops the run before it is logged or saved
+        if workers > 1:
+            collector.update_policy_weights_()  # the worker processes get the new policy
+        update_time = time.perf_counter() - update_start
 
-        metrics = {"iteration": iteration, **episode_stats(batch), **flatten_metrics(diagnostics)}
+        metrics = {"iteration": iteration, **episode_stats(batch), **diagnostics}
         metrics["collect_fps"] = batch.numel() / collect_time
         metrics["update_seconds"] = update_time
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
@@ -110,16 +153,25 @@ def run(cfg: DictConfig, output_dir: str | Path) -> dict[str, Any]:
         progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}")
         collect_start = time.perf_counter()
 
-    collector.shutdown()
     progress.close()
     if eval_env is not None:
         final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
     checkpoint()
+    collector.shutdown()
     logger.close()
     print(f"logs: {logger.csv_path}\ncheckpoint: {checkpoint_path}")
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}
+
+
+def _off_policy_loop() -> Any:
+    """``recipes/train_off_policy.py``, loaded from this recipe's directory (the recipes are scripts)."""
+    path = Path(__file__).with_name("train_off_policy.py")
+    spec = importlib.util.spec_from_file_location("harl_train_off_policy", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -127,9 +179,13 @@ def main(cfg: DictConfig) -> None:
     """Hydra entry point: ``python recipes/train.py [overrides]``."""
     try:
         run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, MissingDependencyError) as err:
-        sys.exit(f"error: {err}")
+    except (ConfigError, MissingDependencyError, NonFiniteError) as err:
+        sys.exit(f"error: {err}")  # one line, exit status 1
 
 
 if __name__ == "__main__":
+    try:  # a bad override, reported in one line naming the key, the value and the fix, before Hydra runs
+        check_command_line(sys.argv[1:], Path(__file__).parent / "conf")
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
     main()

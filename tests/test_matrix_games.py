@@ -16,7 +16,16 @@ COMMON = {"critic_lr": 1e-2, "epochs": 5, "num_minibatches": 1, "max_grad_norm":
 ALGOS = {
     "happo": {"name": "happo", "actor_lr": 1e-2, "clip_epsilon": 0.2, **COMMON},
     "haa2c": {"name": "haa2c", "actor_lr": 1e-2, **COMMON},
-    "hatrpo": {"name": "hatrpo", "max_kl": 0.1, **COMMON},
+    # HATRPO has no actor epochs or minibatches: the critic's are its own keys (same values)
+    "hatrpo": {
+        "name": "hatrpo",
+        "max_kl": 0.1,
+        "critic_lr": 1e-2,
+        "critic_epochs": 5,
+        "critic_num_minibatches": 1,
+        "max_grad_norm": 10.0,
+        "entropy_coeff": 0.0,
+    },
     "mappo_shared": {"name": "mappo", "share_params": True, "actor_lr": 1e-2, "clip_epsilon": 0.2, **COMMON},
 }
 

@@ -21,7 +21,9 @@ HAPPO = {
 def _train_memory_probe(model_name, iterations=15):
     torch.manual_seed(0)
     env = CueMemoryEnv(num_envs=32, delay=3)
-    model = {"name": model_name, "hidden_sizes": [32], "rnn_hidden_size": 32, "chunk_length": 4}
+    model = {"name": model_name, "hidden_sizes": [32]}
+    if model_name == "gru":  # recurrent-only settings: the mlp schema refuses them
+        model.update(rnn_hidden_size=32, chunk_length=4)
     parts = make_on_policy_components(HAPPO, model, env, seed=0)
     env = parts.prepare_env(env)
     frames = 32 * 16

@@ -1,0 +1,434 @@
+"""Base classes of the typed config schemas: one dataclass per config group.
+
+A group schema is a :func:`~dataclasses.dataclass` deriving from :class:`GroupConfig`.
+Its fields carry the types (plain types, ``Optional``, ``List``, ``Dict[str, Any]``
+for free-form keyword dicts, :class:`StrChoice` enums for choices) and the defaults
+(the recipe YAML's values). Hydra/OmegaConf enforce the types when a recipe config
+is composed; :meth:`GroupConfig.from_mapping` runs the same schema on a plain
+mapping, so a library user's dict is checked exactly like a recipe override. Range
+checks live in each schema's :meth:`GroupConfig.validate`, and nowhere else.
+"""
+
+import dataclasses
+import difflib
+import enum
+import math
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from typing import Any, ClassVar, TypeVar
+
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from harl_torchrl.errors import ConfigError
+
+G = TypeVar("G", bound="GroupConfig")
+
+
+class StrChoice(str, enum.Enum):
+    """Base of the choice enums: each member's name is its value, lower case.
+
+    OmegaConf accepts a member by name, so ``algo.order=fixed`` works on the command
+    line and a wrong name fails at compose time listing every member. Members
+    compare equal to their strings and print as them, so code that compares with
+    ``"fixed"`` keeps working.
+
+    Example:
+        >>> Order = choices("Order", "random", "fixed")
+        >>> Order("fixed") == "fixed", str(Order.fixed), f"{Order.random}"
+        (True, 'fixed', 'random')
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
+
+    @classmethod
+    def values(cls) -> list[str]:
+        """Every valid choice, in declaration order."""
+        return [str(member.value) for member in cls]
+
+
+def choices(name: str, *values: str, module: str | None = None) -> type[StrChoice]:
+    """A :class:`StrChoice` enum with ``values`` as members (``global`` and other keywords allowed).
+
+    Args:
+        name: the enum's class name.
+        values: the valid choices.
+        module: the module the enum is importable from (for pickling, e.g. by
+            collector worker processes); defaults to this module's caller.
+
+    Example:
+        >>> choices("TeamReward", "mean", "sum").values()
+        ['mean', 'sum']
+    """
+    if module is None:
+        module = typing.cast(Any, __import__("sys"))._getframe(1).f_globals.get("__name__", __name__)
+    return typing.cast(type[StrChoice], StrChoice(name, [(v, v) for v in values], module=module))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, GroupConfig):
+        return value.to_dict()
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, (DictConfig, ListConfig)):
+        return _plain(OmegaConf.to_container(value, resolve=True, enum_to_str=True))
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_dict(config: Any) -> Any:
+    """Plain Python containers (enums as strings) for a group, a DictConfig or a dict.
+
+    What to store in checkpoints and compare at resume: only ``dict``, ``list``,
+    ``str``, numbers, ``bool`` and ``None``, all loadable with ``weights_only=True``.
+
+    Example:
+        >>> from harl_torchrl.config import MLPModelConfig
+        >>> config_to_dict(MLPModelConfig(hidden_sizes=[16]))["activation"]
+        'relu'
+    """
+    return _plain(config)
+
+
+def _type_name(annotation: Any) -> str:
+    """``int`` -> "an integer", ``Optional[float]`` -> "a number or null", enums list their values."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        named = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(named) + (" or null" if type(None) in args else "")
+    if origin is list and args and isinstance(args[0], type) and issubclass(args[0], enum.Enum):
+        return "a list of values, each " + _type_name(args[0])
+    if origin is list:
+        return f"a list of {_type_name(args[0]).removeprefix('an ').removeprefix('a ')}s" if args else "a list"
+    if origin is dict:
+        return "a mapping of keyword arguments"
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in annotation)
+    return {int: "an integer", float: "a number", bool: "true or false", str: "a string"}.get(
+        annotation, str(annotation)
+    )
+
+
+@dataclasses.dataclass
+class GroupConfig:
+    """Base of every config group schema.
+
+    Subclasses are dataclasses; their field defaults are the recipe YAML's values.
+    An instance also reads like a read-only mapping (``cfg["epochs"]``,
+    ``cfg.get("epochs", 5)``, ``"epochs" in cfg``, ``dict(cfg)``), so functions
+    written for plain dicts accept it.
+
+    Attributes:
+        group: the config group's key in the run config (``"algo"``, ``"env"``,
+            ...), the prefix of every key named in an error; ``""`` for the root.
+    """
+
+    group: ClassVar[str] = ""
+
+    # ----------------------------------------------------------------- checking
+    def validate(self) -> None:
+        """Range checks of this group alone; raise :class:`ConfigError` via :meth:`fail`.
+
+        Subclasses extend it (call ``super().validate()``). Checks that need other
+        groups belong to the run-level check
+        (:func:`~harl_torchrl.config.validate_run_config`).
+        """
+
+    def key(self, name: str) -> str:
+        """The full dotted key of field ``name`` (``"algo.epochs"``)."""
+        return f"{self.group}.{name}" if self.group else name
+
+    @classmethod
+    def _default(cls, name: str) -> Any:
+        f = cls.__dataclass_fields__[name]
+        if f.default is not dataclasses.MISSING:
+            return f.default
+        if f.default_factory is not dataclasses.MISSING:
+            return f.default_factory()
+        return dataclasses.MISSING
+
+    def default(self, name: str) -> Any:
+        """The schema's default for field ``name`` (``dataclasses.MISSING`` if none)."""
+        return self._default(name)
+
+    def fail(self, name: str, problem: str, fix: str | None = None) -> ConfigError:
+        """The error for field ``name``: ``"<group>.<name> <problem>, got <value>. <fix>"``.
+
+        ``fix`` defaults to suggesting the schema's default value. Returns the
+        error; the caller raises it.
+
+        Example:
+            >>> from harl_torchrl.config import HAPPOConfig
+            >>> print(HAPPOConfig(epochs=0).fail("epochs", "must be > 0"))
+            algo.epochs must be > 0, got 0. Fix: set algo.epochs to a value that is > 0, e.g. the default algo.epochs=5
+        """
+        value = getattr(self, name)
+        if fix is None:
+            default = self.default(name)
+            wanted = (
+                f"a value that {problem.replace('must be', 'is', 1)}"
+                if problem.startswith("must be")
+                else "a valid value"
+            )
+            fix = f"set {self.key(name)} to {wanted}"
+            if default is not dataclasses.MISSING and default is not MISSING:
+                fix += f", e.g. the default {self.key(name)}={_plain(default)}"
+        return ConfigError(f"{self.key(name)} {problem}, got {_plain(value)!r}. Fix: {fix}")
+
+    def require_positive(self, *names: str) -> None:
+        """Each named field is a finite number > 0."""
+        for name in names:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
+                raise self.fail(name, "must be > 0")
+
+    def require_positive_or_none(self, *names: str) -> None:
+        """Each named field is ``None`` (disabled) or a finite number > 0."""
+        for name in names:
+            if getattr(self, name) is not None:
+                value = getattr(self, name)
+                if not (value > 0 and math.isfinite(value)):
+                    raise self.fail(name, "must be > 0 (or null to disable it)")
+
+    def require_non_negative(self, *names: str) -> None:
+        """Each named field is a finite number >= 0."""
+        for name in names:
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise self.fail(name, "must be >= 0")
+
+    def require_in(
+        self, name: str, low: float, high: float, *, low_open: bool = False, high_open: bool = False
+    ) -> None:
+        """Field ``name`` lies in the interval from ``low`` to ``high`` (open ends as flagged)."""
+        value = getattr(self, name)
+        above = value > low if low_open else value >= low
+        below = value < high if high_open else value <= high
+        if not (above and below):
+            interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+            raise self.fail(name, f"must be in {interval}")
+
+    # --------------------------------------------------------------- converting
+    @classmethod
+    def from_mapping(cls: type[G], mapping: Mapping[str, Any] | G, *, validate: bool = True) -> G:
+        """The typed object for ``mapping`` (a dict or DictConfig), through this schema.
+
+        Keys the mapping omits take the schema's defaults. An instance of ``cls`` is
+        returned as is (validated again only if ``validate``).
+
+        Args:
+            mapping: the group's settings.
+            validate: also run :meth:`validate`.
+
+        Raises:
+            ConfigError: an unknown key (with the closest valid one), a value of the
+                wrong type (with the expected type or the valid choices), a missing
+                required key, or (with ``validate``) a value out of range.
+
+        Example:
+            >>> from harl_torchrl.config import HAPPOConfig
+            >>> HAPPOConfig.from_mapping({"epochs": 3}).epochs
+            3
+            >>> try:
+            ...     HAPPOConfig.from_mapping({"epochs": 2.5})
+            ... except ConfigError as err:
+            ...     print(err)  # doctest: +NORMALIZE_WHITESPACE
+            algo.epochs=2.5 has the wrong type: expected an integer.
+            Fix: set algo.epochs to an integer, e.g. the default algo.epochs=5
+        """
+        if isinstance(mapping, cls):
+            obj = mapping
+        elif isinstance(mapping, GroupConfig):
+            raise ConfigError(
+                f"{cls.group or 'the run config'} got a {type(mapping).__name__}, expected a {cls.__name__} "
+                "(or a plain mapping of its settings)"
+            )
+        else:
+            if isinstance(mapping, DictConfig):
+                mapping = OmegaConf.to_container(mapping, resolve=True)
+            if not isinstance(mapping, Mapping):
+                raise ConfigError(
+                    f"{cls.group or 'the run config'} must be a mapping of settings, got {type(mapping).__name__}"
+                )
+            try:
+                obj = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), dict(mapping)))
+            except OmegaConfBaseException as err:
+                raise cls.explain(err, mapping) from None
+        if validate:
+            obj.validate()
+        return typing.cast(G, obj)
+
+    @classmethod
+    def explain(cls, err: OmegaConfBaseException, mapping: Mapping[str, Any], path: str | None = None) -> ConfigError:
+        """Turns OmegaConf's error into one naming the full key, the value and the fix.
+
+        Args:
+            err: OmegaConf's error about this schema.
+            mapping: the group's given settings (where the offending value is read).
+            path: the offending key relative to the group (default: ``err.full_key``).
+        """
+        full_key = path if path is not None else str(getattr(err, "full_key", "") or "")
+        top = full_key.split(".")[0].split("[")[0]
+        key = f"{cls.group}.{full_key}" if cls.group else full_key
+        names = [f.name for f in dataclasses.fields(cls)]
+        if isinstance(err, (ConfigKeyError, ConfigAttributeError)) and top not in names:
+            close = difflib.get_close_matches(top, names, n=1)
+            hint = f" Did you mean {cls.group + '.' if cls.group else ''}{close[0]}?" if close else ""
+            return ConfigError(
+                f"unknown setting {key}={_plain(mapping.get(top))!r} for {cls.describe()}.{hint} "
+                f"Fix: remove it or correct its name; valid keys: {', '.join(names)}"
+            )
+        if isinstance(err, MissingMandatoryValue):
+            return ConfigError(f"{key} is required by {cls.describe()}. Fix: set {key}=<value>")
+        if isinstance(err, ValidationError) and top in names:
+            expected = _type_name(typing.get_type_hints(cls)[top])
+            example = f", e.g. the default {cls.group + '.' if cls.group else ''}{top}={_plain(cls._default(top))}"
+            fix = f"Fix: set {cls.group + '.' if cls.group else ''}{top} to {expected}" + (
+                example if _has_default(cls, top) else ""
+            )
+            if full_key != top:  # an element of a list field
+                return ConfigError(f"{key}: {str(err.msg).splitlines()[0]}. {fix}")
+            annotation = typing.get_type_hints(cls)[top]
+            if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+                return ConfigError(
+                    f"{key}={_plain(mapping.get(top))!r} is not a valid choice: expected {expected}. {fix}"
+                )
+            return ConfigError(f"{key}={_plain(mapping.get(top))!r} has the wrong type: expected {expected}. {fix}")
+        first = str(getattr(err, "msg", err)).splitlines()[0]
+        return ConfigError(f"{key or cls.describe()}: {first}")
+
+    @classmethod
+    def describe(cls) -> str:
+        """How errors name this schema, e.g. ``"algo=happo"``."""
+        name = getattr(cls, "name", None)
+        if isinstance(name, str) and cls.group:
+            return f"{cls.group}={name}"
+        return cls.group or "the run config"
+
+    # ------------------------------------------------------------ reading it back
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as plain Python containers (enums as strings), e.g. for checkpoints."""
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    def keys(self) -> list[str]:
+        """The field names, in declaration order."""
+        return [f.name for f in dataclasses.fields(self)]
+
+    def items(self) -> list[tuple[str, Any]]:
+        """``(name, value)`` pairs of every field."""
+        return [(name, getattr(self, name)) for name in self.keys()]
+
+    def values(self) -> list[Any]:
+        """Every field's value."""
+        return [getattr(self, name) for name in self.keys()]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """The field's value, or ``default`` for a name that is not a field."""
+        return getattr(self, name) if name in self.keys() else default
+
+    def __getitem__(self, name: str) -> Any:
+        if name not in self.keys():
+            raise KeyError(name)
+        return getattr(self, name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.keys()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+
+def _has_default(cls: type, name: str) -> bool:
+    f = cls.__dataclass_fields__[name]
+    has = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
+    return has and f.default is not MISSING
+
+
+Mapping.register(GroupConfig)
+
+
+@dataclasses.dataclass
+class AlgoConfig(GroupConfig):
+    """Base of every ``algo`` schema.
+
+    Attributes:
+        name: the algorithm (``algo.name``): the registry key, and what ``algo=<name>``
+            selects on the command line.
+        kind: which training loop runs it: ``"on_policy"`` or ``"off_policy"``.
+    """
+
+    group: ClassVar[str] = "algo"
+    kind: ClassVar[str] = "on_policy"
+    name: str = MISSING
+
+    def validate_run(self, run: Any) -> None:
+        """Cross-group checks this algorithm needs (batch sizes, model, env); none by default.
+
+        Args:
+            run: the whole :class:`~harl_torchrl.config.RunConfig`, already
+                group-validated.
+        """
+
+
+@dataclasses.dataclass
+class EnvConfig(GroupConfig):
+    """Base of every ``env`` schema (one per env family).
+
+    Attributes:
+        family: the env family (``vmas``, ``pettingzoo``, ``mamujoco``): the registry key.
+        scenario: the family's scenario or task name.
+        num_envs: parallel sub-environments.
+        max_steps: time limit, reported as truncation (``null``: none).
+    """
+
+    group: ClassVar[str] = "env"
+    family: str = MISSING
+    scenario: str = MISSING
+    num_envs: int = 32
+    max_steps: int | None = 100
+
+    def validate(self) -> None:
+        """``num_envs`` > 0 and ``max_steps`` > 0 (or null)."""
+        super().validate()
+        self.require_positive("num_envs")
+        self.require_positive_or_none("max_steps")
+
+    @classmethod
+    def describe(cls) -> str:
+        """How errors name this schema, e.g. ``"env.family=vmas"``."""
+        return f"env.family={cls.__dataclass_fields__['family'].default}"
+
+
+@dataclasses.dataclass
+class ModelConfig(GroupConfig):
+    """Base of every ``model`` schema.
+
+    Attributes:
+        name: the model (``mlp``, ``gru``): the registry key.
+    """
+
+    group: ClassVar[str] = "model"
+    recurrent: ClassVar[bool] = False
+    name: str = MISSING
+
+    @property
+    def sequence_length(self) -> int | None:
+        """Training sequence length for recurrent models; ``None`` for feed-forward ones."""
+        return None

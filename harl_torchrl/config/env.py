@@ -1,0 +1,113 @@
+"""Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo).
+
+Defaults are those of :func:`~harl_torchrl.envs.make_env` for a key a mapping
+omits; the recipe YAMLs under ``recipes/conf/env/`` set every key. The scenario's
+own keyword arguments (``scenario_kwargs``, ``env_kwargs``) stay a free-form mapping:
+their names depend on the scenario and are checked when the env is built, which
+also happens before training.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import MISSING
+
+from harl_torchrl.config.base import EnvConfig, choices
+from harl_torchrl.config.registry import register_env
+from harl_torchrl.errors import ConfigError
+
+TeamReward = choices("TeamReward", "mean", "sum")
+ResetMode = choices("ResetMode", "auto", "twin", "blend", "loop")
+ObsMode = choices("ObsMode", "local", "global")
+
+
+def _check_agent_count(kwargs: dict[str, Any], kwargs_name: str, count_key: str) -> None:
+    """A scenario keyword that counts agents must be an integer >= 1."""
+    if count_key not in kwargs:
+        return
+    value = kwargs[count_key]
+    key = f"env.{kwargs_name}.{count_key}"
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(
+            f"{key} must be an integer (the number of agents), got {value!r}. Fix: set {key}=3, for example"
+        )
+    if value < 1:
+        raise ConfigError(
+            f"{key} must be >= 1, got {value}: a multi-agent scenario needs agents to act (most need 2 or more). "
+            f"Fix: set {key} to the number of agents, e.g. {key}=3"
+        )
+
+
+@register_env
+@dataclass
+class VmasEnvConfig(EnvConfig):
+    """VMAS (``recipes/conf/env/vmas/*.yaml``): any VMAS scenario, vectorised in torch.
+
+    Attributes:
+        continuous_actions: continuous (boxes) or discrete actions.
+        team_reward: the root team reward, ``mean`` or ``sum`` of the agents' rewards.
+        reset_mode: how finished sub-environments are reset: ``auto``, ``twin``,
+            ``blend`` or ``loop`` (see :mod:`harl_torchrl.envs.vmas`).
+        scenario_kwargs: the scenario's own keyword arguments, e.g. ``n_agents``.
+    """
+
+    family: str = "vmas"
+    continuous_actions: bool = True
+    team_reward: TeamReward = TeamReward.mean  # type: ignore[valid-type]
+    reset_mode: ResetMode = ResetMode.auto  # type: ignore[valid-type]
+    scenario_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Also ``scenario_kwargs.n_agents`` >= 1 when given."""
+        super().validate()
+        _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "n_agents")
+
+
+@register_env
+@dataclass
+class PettingZooEnvConfig(EnvConfig):
+    """PettingZoo MPE through ``mpe2`` (``recipes/conf/env/pettingzoo/*.yaml``).
+
+    Attributes:
+        continuous_actions: ``[0, 1]`` boxes, or ``Discrete(5)`` moves.
+        scenario_kwargs: the scenario's own keyword arguments, e.g. ``N``, ``local_ratio``.
+    """
+
+    family: str = "pettingzoo"
+    max_steps: int | None = 25
+    continuous_actions: bool = True
+    scenario_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Also ``scenario_kwargs.N`` >= 1 when given."""
+        super().validate()
+        _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "N")
+
+
+@register_env
+@dataclass
+class MaMuJoCoEnvConfig(EnvConfig):
+    """Multi-Agent MuJoCo (``recipes/conf/env/mamujoco/*.yaml``).
+
+    Attributes:
+        agent_conf: how joints are split among agents, e.g. ``"2x3"`` (required).
+        obs_mode: ``local`` (per-agent observations) or ``global`` (the reference's
+            standardised state and one-hot agent id).
+        agent_obsk: local mode: joints observed up to this graph distance (>= 0).
+        clip_actions: clip actions to the box (``false``: raw actions reach the env).
+        env_kwargs: forwarded to the Gymnasium MuJoCo env, e.g. ``ctrl_cost_weight``.
+    """
+
+    family: str = "mamujoco"
+    num_envs: int = 8
+    max_steps: int | None = 1000
+    agent_conf: str = MISSING
+    obs_mode: ObsMode = ObsMode.local  # type: ignore[valid-type]
+    agent_obsk: int = 1
+    clip_actions: bool = True
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Also ``agent_obsk`` >= 0."""
+        super().validate()
+        self.require_non_negative("agent_obsk")

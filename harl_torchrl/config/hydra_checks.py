@@ -1,0 +1,207 @@
+"""Command-line checks around Hydra: group options, compose-time errors, a writable output dir.
+
+Hydra enforces the schemas when it composes a recipe config, but reports the
+failure in its own words (``Value '2.5' of type 'float' could not be converted to
+Integer``), a missing option of a nested group (``env=vmas/balanse``) without the
+options, and an output directory it cannot create as a raw ``OSError`` traceback.
+:func:`compose_run_config` composes as Hydra does and turns each failure into a
+:class:`~harl_torchrl.errors.ConfigError` naming the key, the value and the fix;
+:func:`check_command_line` runs it on a recipe's arguments before ``hydra.main``;
+:class:`OutputDirCheck` (a Hydra callback, configured in ``recipes/conf/config.yaml``)
+checks the output directory.
+"""
+
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from harl_torchrl.config.base import GroupConfig
+from harl_torchrl.errors import ConfigError, unknown_choice
+
+
+def group_options(conf_dir: str | Path, group: str) -> list[str]:
+    """Every option of config group ``group`` under ``conf_dir``, nested ones as ``sub/name``.
+
+    Example:
+        >>> from pathlib import Path
+        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> "vmas/balance" in group_options(conf, "env")
+        True
+    """
+    root = Path(conf_dir) / group
+    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.rglob("*.yaml"))
+
+
+def check_group_choices(overrides: Sequence[str], conf_dir: str | Path) -> None:
+    """Raises :class:`ConfigError` for a ``group=option`` override naming no config file.
+
+    Only the config groups that are directories of ``conf_dir`` are checked (e.g.
+    ``algo``, ``env``, ``model``); keys with a dot are value overrides and are
+    left to the schemas. Sweeps (``algo=happo,hatrpo``) check every option.
+
+    Raises:
+        ConfigError: listing the valid options and the closest one.
+
+    Example:
+        >>> from pathlib import Path
+        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> try:
+        ...     check_group_choices(["env=vmas/balanse"], conf)
+        ... except ConfigError as err:
+        ...     print(str(err).split(" Valid choices")[0])
+        unknown env config 'vmas/balanse'. Did you mean 'vmas/balance'?
+    """
+    conf_dir = Path(conf_dir)
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # malformed overrides: Hydra reports them itself
+        return
+    for override in parsed:
+        group = override.key_or_group
+        if override.package or "." in group or not (conf_dir / group).is_dir() or override.is_delete():
+            continue
+        values: Any = override.value()
+        candidates = list(values) if isinstance(values, (list, tuple)) else [values]
+        if hasattr(values, "list"):
+            candidates = list(values.list)
+        for value in candidates:
+            if not isinstance(value, str) or (conf_dir / group / f"{value}.yaml").is_file():
+                continue
+            err = unknown_choice(f"{group} config", value, group_options(conf_dir, group))
+            raise ConfigError(f"{err} (select one with {group}=<choice>)")
+
+
+def _override_values(overrides: Sequence[str]) -> dict[str, Any]:
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+    except Exception:  # malformed overrides: Hydra reports them itself
+        return {}
+    return {o.key_or_group: o.value() for o in parsed}
+
+
+def _schema_of(cause: BaseException | None) -> Any:
+    """The group schema an OmegaConf error is about (walking up from a list element)."""
+    schema = getattr(cause, "object_type", None)
+    node = getattr(cause, "parent_node", None)
+    while not (isinstance(schema, type) and issubclass(schema, GroupConfig)) and node is not None:
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        node = node._get_parent()
+    return schema
+
+
+def explain_composition_error(err: Exception, overrides: Sequence[str] = ()) -> ConfigError:
+    """A :class:`ConfigError` naming the key, the value and the fix for Hydra's compose error.
+
+    Uses the schema OmegaConf names in the error (its ``object_type``) to give the
+    expected type or the valid choices, and the schema's default as an example.
+
+    Example:
+        >>> from hydra.errors import ConfigCompositionException
+        >>> from omegaconf import OmegaConf
+        >>> from harl_torchrl.config import HAPPOConfig
+        >>> try:
+        ...     OmegaConf.merge(OmegaConf.structured(HAPPOConfig), {"epochs": 2.5})
+        ... except Exception as cause:
+        ...     err = ConfigCompositionException("Error merging override algo.epochs=2.5")
+        ...     err.__cause__ = cause
+        >>> print(explain_composition_error(err, ["algo.epochs=2.5"]))  # doctest: +NORMALIZE_WHITESPACE
+        algo.epochs=2.5 has the wrong type: expected an integer.
+        Fix: set algo.epochs to an integer, e.g. the default algo.epochs=5
+    """
+    cause = err.__cause__
+    schema = _schema_of(cause)
+    full_key = str(getattr(cause, "full_key", "") or "")
+    if isinstance(cause, OmegaConfBaseException) and isinstance(schema, type) and issubclass(schema, GroupConfig):
+        prefix = f"{schema.group}." if schema.group else ""
+        path = full_key.removeprefix(prefix)
+        top = path.split(".")[0].split("[")[0]
+        value = _override_values(overrides).get(prefix + top)
+        return schema.explain(cause, {top: value}, path=path)
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    detail = [line.strip() for line in str(cause or "").splitlines() if line.strip()][:1]
+    if lines and lines[0].startswith("Could not append to config. An item is already at"):
+        key = lines[0].rsplit("'", 2)[-2] if "'" in lines[0] else ""
+        return ConfigError(f"{key} already exists: '+' only adds new keys. Fix: drop the '+', e.g. {key}=<value>")
+    return ConfigError(" ".join(lines[:1] + detail) + ". Fix: correct that override (python recipes/train.py --help)")
+
+
+def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
+    """Composes a recipe config as Hydra does, with every failure as a :class:`ConfigError`.
+
+    Checks the group options first (:func:`check_group_choices`), then composes
+    (types and choices enforced by the schemas).
+
+    Raises:
+        ConfigError: an unknown group option, a value of the wrong type or an
+            invalid choice, naming the key, the value and the fix.
+
+    Example:
+        >>> from pathlib import Path
+        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> compose_run_config(conf, ["algo=hatrpo"]).algo.max_kl
+        0.01
+    """
+    check_group_choices(overrides, conf_dir)
+    with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
+        try:
+            return compose(config_name, overrides=list(overrides))
+        except HydraException as err:
+            raise explain_composition_error(err, overrides) from None
+
+
+def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: str = "config") -> None:
+    """Checks a recipe's command-line overrides before ``hydra.main`` runs.
+
+    Composes once with the plain overrides to report a bad one in our words.
+    Command lines with Hydra flags (``--multirun``, ``--cfg``, ...) or sweeps
+    (``algo=happo,hatrpo``) get the group-option check only; Hydra handles the rest.
+
+    Raises:
+        ConfigError: see :func:`compose_run_config`.
+    """
+    overrides = [arg for arg in argv if not arg.startswith("-")]
+    try:
+        sweeps = any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+    except Exception:  # malformed overrides: Hydra reports them itself
+        return
+    if len(overrides) != len(argv) or sweeps:
+        check_group_choices(overrides, conf_dir)
+        return
+    compose_run_config(conf_dir, overrides, config_name)
+
+
+def _check_writable(directory: str, key: str) -> None:
+    try:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        sys.exit(
+            f"error: {key}={directory} is not a writable directory ({err.strerror or err}). "
+            f"Fix: choose a directory you can write to, e.g. {key}=outputs/my_run"
+        )
+
+
+class OutputDirCheck(Callback):
+    """Hydra callback: exits with one line when the run (or sweep) directory cannot be written.
+
+    Configured in ``recipes/conf/config.yaml`` under ``hydra.callbacks``; Hydra calls
+    it after composing the config and before it creates the output directory.
+    """
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Checks ``hydra.run.dir``."""
+        _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        """Checks ``hydra.sweep.dir``."""
+        _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")

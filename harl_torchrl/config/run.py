@@ -1,0 +1,238 @@
+"""The root run config: its own groups (collector, eval, checkpoint, logger) and the run-level check.
+
+:func:`typed_run_config` turns a composed recipe config (or a plain dict) into a
+:class:`RunConfig` of schema instances, refusing unknown keys and wrong types;
+:func:`validate_run_config` runs every group's range checks and then the checks
+that span groups. Both run at the top of a recipe, before anything is built.
+"""
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from harl_torchrl.config.base import AlgoConfig, EnvConfig, GroupConfig, ModelConfig, choices
+from harl_torchrl.config.registry import algo_config, env_config, model_config
+from harl_torchrl.errors import ConfigError
+
+LoggerBackend = choices("LoggerBackend", "csv", "tensorboard")
+
+
+@dataclass
+class CollectorConfig(GroupConfig):
+    """The ``collector`` group.
+
+    Attributes:
+        rollout_steps: steps per sub-environment per iteration (> 0).
+        workers: processes stepping ``env.num_envs / workers`` copies each (> 0, a
+            divisor of ``env.num_envs``).
+    """
+
+    group: ClassVar[str] = "collector"
+    rollout_steps: int = 100
+    workers: int = 1
+
+    def validate(self) -> None:
+        """``rollout_steps`` and ``workers`` > 0."""
+        self.require_positive("rollout_steps", "workers")
+
+
+@dataclass
+class EvalConfig(GroupConfig):
+    """The ``eval`` group.
+
+    Attributes:
+        interval: iterations between deterministic evaluations (0 disables).
+        episodes: evaluation sub-environments, one episode each (0 disables).
+    """
+
+    group: ClassVar[str] = "eval"
+    interval: int = 5
+    episodes: int = 32
+
+    def validate(self) -> None:
+        """Both >= 0."""
+        self.require_non_negative("interval", "episodes")
+
+
+@dataclass
+class CheckpointConfig(GroupConfig):
+    """The ``checkpoint`` group.
+
+    Attributes:
+        interval: iterations between checkpoints (0: only the final one).
+    """
+
+    group: ClassVar[str] = "checkpoint"
+    interval: int = 10
+
+    def validate(self) -> None:
+        """``interval`` >= 0."""
+        self.require_non_negative("interval")
+
+
+@dataclass
+class LoggerConfig(GroupConfig):
+    """The ``logger`` group.
+
+    Attributes:
+        backends: ``csv`` and/or ``tensorboard`` (at least one).
+        progress_bar: show a progress bar.
+    """
+
+    group: ClassVar[str] = "logger"
+    backends: list[LoggerBackend] = field(default_factory=lambda: [LoggerBackend.csv])  # type: ignore[valid-type]
+    progress_bar: bool = True
+
+    def validate(self) -> None:
+        """At least one backend."""
+        if not self.backends:
+            raise self.fail("backends", "must name at least one backend", "set logger.backends=[csv]")
+
+
+@dataclass
+class RunConfig(GroupConfig):
+    """The whole run (``recipes/conf/config.yaml``), each group a schema instance.
+
+    Attributes:
+        algo: an :class:`~harl_torchrl.config.AlgoConfig` (e.g.
+            :class:`~harl_torchrl.config.HAPPOConfig`), chosen by ``algo.name``.
+            Typed ``Any`` for OmegaConf: the group's own schema is merged in by the
+            ``algo`` YAML.
+        env: an :class:`~harl_torchrl.config.EnvConfig`, chosen by ``env.family``.
+        model: a :class:`~harl_torchrl.config.ModelConfig`, chosen by ``model.name``.
+        seed: the run's seed, an integer >= 0.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        total_frames: env steps summed over sub-environments (> 0).
+        collector: :class:`CollectorConfig`.
+        eval: :class:`EvalConfig`.
+        checkpoint: :class:`CheckpointConfig`.
+        resume: path of a checkpoint to continue from, or ``null``.
+        resume_override: dotted keys allowed to differ from the checkpoint's config
+            at resume (see the checkpoint docs).
+        logger: :class:`LoggerConfig`.
+    """
+
+    group: ClassVar[str] = ""
+    algo: Any = None
+    env: Any = None
+    model: Any = None
+    seed: int = 0
+    device: str = "cpu"
+    total_frames: int = 1_000_000
+    collector: CollectorConfig = field(default_factory=CollectorConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    resume: str | None = None
+    resume_override: list[str] = field(default_factory=list)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+
+    def validate(self) -> None:
+        """``seed`` >= 0, ``total_frames`` > 0 and a usable ``device`` (groups are checked by the run check)."""
+        from harl_torchrl.utils.device import resolve_device  # torch-level helper, imported when checking
+
+        if self.seed < 0:
+            raise self.fail("seed", "must be an integer >= 0", "set seed to a non-negative integer, e.g. seed=0")
+        self.require_positive("total_frames")
+        resolve_device(self.device)
+
+    def groups(self) -> list[GroupConfig]:
+        """Every group instance, root first."""
+        return [self, self.algo, self.env, self.model, self.collector, self.eval, self.checkpoint, self.logger]
+
+
+_SELECTED = {"algo": algo_config, "env": env_config, "model": model_config}
+_NESTED = {
+    f.name: f.type
+    for f in dataclasses.fields(RunConfig)
+    if isinstance(f.type, type) and issubclass(f.type, GroupConfig)
+}
+
+
+def typed_run_config(cfg: Mapping[str, Any] | RunConfig) -> RunConfig:
+    """The :class:`RunConfig` for a composed recipe config (or a plain nested dict).
+
+    Each group goes through its own schema (``algo`` chosen by ``algo.name``,
+    ``env`` by ``env.family``, ``model`` by ``model.name``), which refuses unknown
+    keys (including ``+algo.new_key=...``, which Hydra itself lets through) and
+    values of the wrong type. Range checks are :func:`validate_run_config`'s job.
+
+    Raises:
+        ConfigError: naming the full key, the value and the fix.
+
+    Example:
+        >>> run = typed_run_config({"algo": {"name": "happo"}, "env": {"family": "vmas", "scenario": "balance"},
+        ...                         "model": {"name": "mlp"}})
+        >>> type(run.algo).__name__, run.collector.rollout_steps
+        ('HAPPOConfig', 100)
+    """
+    if isinstance(cfg, RunConfig):
+        return cfg
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    if not isinstance(data, dict):
+        raise ConfigError(f"the run config must be a mapping, got {type(cfg).__name__}")
+    data = dict(data)
+    data.pop("hydra", None)
+    selected: dict[str, GroupConfig] = {}
+    for name, convert in _SELECTED.items():
+        if data.get(name) is None:
+            raise ConfigError(f"the run config has no {name} group. Fix: select one, e.g. {name}=<option>")
+        selected[name] = convert(data.pop(name), validate=False)
+    nested = {name: schema.from_mapping(data.pop(name, {}) or {}, validate=False) for name, schema in _NESTED.items()}
+    run = RunConfig.from_mapping(data, validate=False)
+    for name, value in {**selected, **nested}.items():
+        setattr(run, name, value)
+    return run
+
+
+def _divisors(n: int) -> list[int]:
+    return [d for d in range(1, n + 1) if n % d == 0]
+
+
+def validate_run_config(cfg: Mapping[str, Any] | RunConfig) -> RunConfig:
+    """Checks a whole run before anything is built, and returns it typed.
+
+    Order: each group's own ``validate()`` (root, algo, env, model, collector,
+    eval, checkpoint, logger); then the checks that span groups: ``collector.workers``
+    divides ``env.num_envs``; for recurrent models ``collector.rollout_steps`` is a
+    multiple of ``model.chunk_length``; last the algorithm's own
+    ``validate_run(run)`` (on-policy: minibatches at most the samples per batch).
+
+    Raises:
+        ConfigError: the first setting that cannot work, naming the key, the value
+            and the fix.
+
+    Example:
+        >>> cfg = {"algo": {"name": "happo", "num_minibatches": 500}, "model": {"name": "mlp"},
+        ...        "env": {"family": "vmas", "scenario": "balance", "num_envs": 4}, "collector": {"rollout_steps": 100}}
+        >>> try:
+        ...     validate_run_config(cfg)
+        ... except ConfigError as err:
+        ...     print(str(err).split(" (")[0])
+        algo.num_minibatches exceeds the 400 samples per batch
+    """
+    run = typed_run_config(cfg)
+    for group in run.groups():
+        group.validate()
+    env: EnvConfig = run.env
+    model: ModelConfig = run.model
+    algo: AlgoConfig = run.algo
+    workers, num_envs = run.collector.workers, env.num_envs
+    if num_envs % workers:
+        raise ConfigError(
+            f"env.num_envs={num_envs} must be a multiple of collector.workers={workers} (each worker steps the "
+            f"same number of copies). Fix: set collector.workers to a divisor of {num_envs} "
+            f"({', '.join(map(str, _divisors(num_envs)[:8]))}), or env.num_envs to a multiple of {workers}"
+        )
+    chunk = model.sequence_length
+    steps = run.collector.rollout_steps
+    if chunk and steps % chunk:
+        raise ConfigError(
+            f"collector.rollout_steps={steps} must be a multiple of model.chunk_length={chunk} (training cuts each "
+            f"rollout into whole chunks). Fix: set collector.rollout_steps={max(chunk, steps - steps % chunk)} or "
+            f"model.chunk_length to a divisor of {steps}"
+        )
+    algo.validate_run(run)
+    return run
