@@ -255,6 +255,12 @@ def make_soft_agent_actor(
     discrete actions are indices (the soft actor loss draws the straight-through one-hot
     itself, through ``actor.get_dist(td).rsample_with_log_prob()``).
 
+    The trunk is our :class:`~harl_torchrl.modules.MLPTrunk` (optional input LayerNorm,
+    Linear-activation-LayerNorm blocks, orthogonal initialisation), as for the on-policy
+    actors; the reference's squashed-Gaussian actor uses a plain MLP whose last hidden
+    activation is ``tanh`` (its ``final_activation_func``), while its discrete HASAC actor
+    uses the LayerNorm trunk.
+
     Args:
         agent: the agent's group name.
         observation_dim: size of its observation.

@@ -246,7 +246,7 @@ class HAD3QNCriticLoss(LossModule):
     (absent: 1). Actions: every ``(agent, "action")``.
 
     Outputs: ``loss_qvalue``; detached ``q_value`` (mean Q(s,a)), ``target_value``
-    (mean y), ``td_error`` (mean |Q - y|).
+    (mean y), ``td_error`` (mean :math:`|Q - y|`).
 
     Args:
         critic: from :func:`~harl_torchrl.modules.dueling.make_joint_dueling_critic`.
