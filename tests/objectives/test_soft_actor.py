@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from tensordict.nn import TensorDictModule
-from torchrl.data import Bounded, Categorical
+from torchrl.data import Bounded, Categorical, MultiCategorical
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 from torchrl.objectives import SoftUpdate
 
@@ -92,6 +92,19 @@ def test_discrete_gradient_flows_through_the_gumbel_one_hot():
     loss(_batch(discrete=3))["loss_actor"].backward()
     head = actors["x"].module[0].module.head
     assert head.bias.grad is not None and head.bias.grad.abs().sum() > 0
+
+
+def test_multi_discrete_agents_through_the_joint_critic():
+    """Concatenated straight-through one-hots enter the critic as they are; buffer indices get one-hot encoded."""
+    actors = {a: make_soft_agent_actor(a, 1, MultiCategorical(nvec=[2, 3]), hidden_sizes=(8,)) for a in AGENTS}
+    critic = _critic(action_size=5, num_classes=[[2, 3], [2, 3]])
+    td = _batch(4)
+    for a in AGENTS:
+        td.set((a, "action"), torch.stack([torch.randint(0, 2, (4,)), torch.randint(0, 3, (4,))], -1))
+    out = SoftActorLoss(actors["x"], critic, temperature=0.1)(td)
+    out["loss_actor"].backward()
+    assert actors["x"].module[0].module.head.bias.grad.abs().sum() > 0
+    assert all(p.grad is None for p in actors["y"].parameters())
 
 
 def test_soft_target_against_a_hand_computation():
