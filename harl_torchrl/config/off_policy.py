@@ -1,0 +1,268 @@
+r"""Schemas of the off-policy ``algo`` group: HADDPG, HATD3, HASAC, HAD3QN and MADDPG, MATD3, MASAC.
+
+Each field's default is the value in ``recipes/conf/algo/<name>.yaml``: the reference
+implementation's (``harl/configs/algos_cfgs/*.yaml`` and its tuned MPE configs). The
+loop (``recipes/train_off_policy.py``) collects ``algo.train_interval`` vector steps
+of ``algo.num_envs`` sub-environments per iteration, then takes
+``algo.updates_per_step * algo.train_interval`` gradient steps on minibatches of
+``algo.batch_size`` (the reference's UTD: one gradient step per vector step).
+"""
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from harl_torchrl.config.base import AlgoConfig, choices
+from harl_torchrl.config.registry import register_algo
+
+Order = choices("Order", "random", "fixed")
+#: How the other agents' actions enter an agent's actor objective (see
+#: :class:`~harl_torchrl.sequential.SequentialActorStep`).
+Scheme = choices("Scheme", "sequential", "buffer", "simultaneous")
+CriticLoss = choices("CriticLoss", "l2", "smooth_l1", "l1")
+
+#: Which action spaces an algorithm takes, and what to use instead.
+_ALTERNATIVE = {
+    "continuous": "for discrete actions use algo=hasac (or algo=had3qn), or set env.continuous_actions=true",
+    "discrete": "for continuous actions use algo=hatd3, algo=hasac or algo=haddpg, or set env.continuous_actions=false",
+}
+
+
+@dataclass
+class OffPolicyAlgoConfig(AlgoConfig):
+    r"""What every off-policy algorithm shares: data collection, replay, the critic and the actor step.
+
+    Attributes:
+        num_envs: training sub-environments; replaces ``env.num_envs`` (``null``:
+            use the env group's). The reference runs 20.
+        train_interval: vector steps collected per iteration (reference: 50).
+        updates_per_step: gradient steps per vector step (reference: 1, i.e.
+            ``train_interval`` steps per iteration, one per ``num_envs`` transitions).
+        warmup_steps: transitions (summed over sub-environments) collected with
+            uniformly random actions before any gradient step (reference: 10k).
+        buffer_size: replay capacity in transitions.
+        batch_size: transitions per gradient step.
+        n_step: look-ahead of the TD targets (1: one-step).
+        gamma: discount :math:`\gamma \in (0, 1]`.
+        tau: Polyak coefficient of the target networks, :math:`\theta' \leftarrow
+            \tau\theta + (1 - \tau)\theta'`.
+        actor_lr: Adam learning rate of each actor.
+        critic_lr: Adam learning rate of the critic.
+        order: agent order of the actor step: ``random`` (a fresh permutation per
+            actor step, the HA algorithms) or ``fixed``.
+        scheme: what the other agents contribute to an agent's objective:
+            ``sequential`` (HA: earlier agents' new actions), ``buffer`` (the
+            reference MADDPG/MATD3/MASAC: the buffer's actions) or ``simultaneous``
+            (TorchRL's multi-agent examples: everyone's current actions).
+        max_grad_norm: gradient-norm clip of every optimiser (``null``: none).
+        critic_loss: ``l2`` (reference), ``smooth_l1`` or ``l1``.
+        layer_norm: LayerNorm trunks (``false``: the reference's plain MLPs).
+        action_space: class constant: ``continuous``, ``discrete`` or ``any``.
+        num_qvalue: class constant: critic heads (twin Q = 2).
+    """
+
+    kind: ClassVar[str] = "off_policy"
+    action_space: ClassVar[str] = "continuous"
+    num_qvalue: ClassVar[int] = 2
+
+    num_envs: int | None = 20
+    train_interval: int = 50
+    updates_per_step: float = 1.0
+    warmup_steps: int = 10_000
+    buffer_size: int = 1_000_000
+    batch_size: int = 1000
+    n_step: int = 1
+    gamma: float = 0.99
+    tau: float = 0.005
+    actor_lr: float = 5.0e-4
+    critic_lr: float = 1.0e-3
+    order: Order = Order.random  # type: ignore[valid-type]
+    scheme: Scheme = Scheme.sequential  # type: ignore[valid-type]
+    max_grad_norm: float | None = None
+    critic_loss: CriticLoss = CriticLoss.l2  # type: ignore[valid-type]
+    layer_norm: bool = False
+
+    def validate(self) -> None:
+        """Sizes, rates and intervals > 0, ``gamma`` and ``tau`` in (0, 1], the batch fits the buffer."""
+        super().validate()
+        self.require_positive(
+            "train_interval", "updates_per_step", "buffer_size", "batch_size", "n_step", "actor_lr", "critic_lr"
+        )
+        self.require_positive_or_none("num_envs", "max_grad_norm")
+        self.require_non_negative("warmup_steps")
+        self.require_in("gamma", 0.0, 1.0, low_open=True)
+        self.require_in("tau", 0.0, 1.0, low_open=True)
+        if self.batch_size > self.buffer_size:
+            raise self.fail(
+                "batch_size",
+                f"exceeds algo.buffer_size={self.buffer_size}",
+                f"use algo.batch_size <= {self.buffer_size}, or raise algo.buffer_size",
+            )
+
+    def effective_num_envs(self, run: Any) -> int:
+        """The training sub-environments: ``algo.num_envs``, else ``env.num_envs``."""
+        return self.num_envs if self.num_envs is not None else run.env.num_envs
+
+    def validate_run(self, run: Any) -> None:
+        """A feed-forward model, a supported action space, workers dividing the sub-environments.
+
+        The action space is read from ``env.continuous_actions`` (MaMuJoCo is always
+        continuous); the components builder checks the env's specs again.
+        """
+        if run.model.recurrent:
+            raise self.fail(
+                "name",
+                f"({self.name}) trains feed-forward networks only, but model={run.model.name}",
+                "use model=mlp with an off-policy algorithm (recurrent models are for the on-policy ones)",
+            )
+        continuous = bool(run.env.get("continuous_actions", True))
+        wanted = "continuous" if continuous else "discrete"
+        if self.action_space not in ("any", wanted):
+            raise self.fail(
+                "name",
+                f"({self.name}) supports {self.action_space} actions only, but the env has {wanted} ones "
+                f"(env.family={run.env.family}, env.scenario={run.env.scenario})",
+                _ALTERNATIVE[self.action_space],
+            )
+        num_envs, workers = self.effective_num_envs(run), run.collector.workers
+        if num_envs % workers:
+            raise self.fail(
+                "num_envs",
+                f"must be a multiple of collector.workers={workers}",
+                f"set algo.num_envs to a multiple of {workers}, or collector.workers=1",
+            )
+
+
+@dataclass
+class DeterministicConfig(OffPolicyAlgoConfig):
+    r"""Deterministic actors (DDPG / TD3 family).
+
+    Attributes:
+        exploration_noise: std of the Gaussian exploration noise, as a fraction of
+            each action box's half-range (reference ``expl_noise``).
+        policy_noise: std of the target-policy smoothing noise, same units (TD3:
+            0.2; 0 disables it, as DDPG).
+        noise_clip: the smoothing noise is clipped to :math:`\pm` this many
+            half-ranges (TD3: 0.5).
+        policy_freq: critic steps per actor step; target updates happen on actor
+            steps only (TD3: 2).
+    """
+
+    exploration_noise: float = 0.1
+    policy_noise: float = 0.2
+    noise_clip: float = 0.5
+    policy_freq: int = 2
+
+    def validate(self) -> None:
+        """Also the noise settings >= 0 and ``policy_freq`` > 0."""
+        super().validate()
+        self.require_non_negative("exploration_noise", "policy_noise", "noise_clip")
+        self.require_positive("policy_freq")
+
+
+@register_algo
+@dataclass
+class HATD3Config(DeterministicConfig):
+    """HATD3 (``recipes/conf/algo/hatd3.yaml``): twin Q, smoothing noise, policy delay, sequential actors."""
+
+    name: str = "hatd3"
+
+
+@register_algo
+@dataclass
+class HADDPGConfig(DeterministicConfig):
+    """HADDPG (``recipes/conf/algo/haddpg.yaml``): one Q, no smoothing noise, no delay, sequential actors."""
+
+    num_qvalue: ClassVar[int] = 1
+    name: str = "haddpg"
+    policy_noise: float = 0.0
+    policy_freq: int = 1
+
+
+@register_algo
+@dataclass
+class MATD3Config(DeterministicConfig):
+    """MATD3 baseline (``recipes/conf/algo/matd3.yaml``): HATD3 with the reference's buffer-action scheme."""
+
+    name: str = "matd3"
+    order: Order = Order.fixed  # type: ignore[valid-type]
+    scheme: Scheme = Scheme.buffer  # type: ignore[valid-type]
+
+
+@register_algo
+@dataclass
+class MADDPGConfig(DeterministicConfig):
+    """MADDPG baseline (``recipes/conf/algo/maddpg.yaml``): HADDPG with the buffer-action scheme."""
+
+    num_qvalue: ClassVar[int] = 1
+    name: str = "maddpg"
+    policy_noise: float = 0.0
+    policy_freq: int = 1
+    order: Order = Order.fixed  # type: ignore[valid-type]
+    scheme: Scheme = Scheme.buffer  # type: ignore[valid-type]
+
+
+@dataclass
+class SoftConfig(OffPolicyAlgoConfig):
+    r"""Maximum-entropy actors (SAC family), any action space.
+
+    Attributes:
+        alpha: initial temperature of every agent (and of the critic's target).
+        auto_alpha: tune each temperature towards its target entropy.
+        alpha_lr: Adam learning rate of the temperatures.
+        target_entropy: the target entropy per agent (``null``: :math:`-\dim A`
+            for boxes, :math:`0.98 \log |A|` for discrete actions).
+    """
+
+    action_space: ClassVar[str] = "any"
+    n_step: int = 20
+    critic_lr: float = 5.0e-4
+    alpha: float = 0.2
+    auto_alpha: bool = True
+    alpha_lr: float = 3.0e-4
+    target_entropy: float | None = None
+
+    def validate(self) -> None:
+        """Also ``alpha`` and ``alpha_lr`` > 0."""
+        super().validate()
+        self.require_positive("alpha", "alpha_lr")
+
+
+@register_algo
+@dataclass
+class HASACConfig(SoftConfig):
+    """HASAC (``recipes/conf/algo/hasac.yaml``): the reference's tuned MPE settings (20-step returns)."""
+
+    name: str = "hasac"
+
+
+@register_algo
+@dataclass
+class MASACConfig(SoftConfig):
+    """MASAC baseline (``recipes/conf/algo/masac.yaml``): HASAC with the buffer-action scheme."""
+
+    name: str = "masac"
+    order: Order = Order.fixed  # type: ignore[valid-type]
+    scheme: Scheme = Scheme.buffer  # type: ignore[valid-type]
+
+
+@register_algo
+@dataclass
+class HAD3QNConfig(OffPolicyAlgoConfig):
+    """HAD3QN (``recipes/conf/algo/had3qn.yaml``): dueling Q-nets, sequential best response; discrete only.
+
+    Attributes:
+        epsilon: epsilon-greedy exploration probability (reference: 0.05).
+        dueling_hidden_sizes: widths of the value and advantage streams.
+    """
+
+    action_space: ClassVar[str] = "discrete"
+    num_qvalue: ClassVar[int] = 1
+    name: str = "had3qn"
+    gamma: float = 0.95
+    epsilon: float = 0.05
+    dueling_hidden_sizes: list[int] = field(default_factory=lambda: [128])
+
+    def validate(self) -> None:
+        """Also ``epsilon`` in [0, 1]."""
+        super().validate()
+        self.require_in("epsilon", 0.0, 1.0)

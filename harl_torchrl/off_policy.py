@@ -1,0 +1,406 @@
+r"""Assembles an off-policy algorithm (networks, targets, losses, optimisers, actor step) from its config.
+
+An algorithm here is a choice of actors, critic, next-action producer and actor step
+fed to one :class:`OffPolicyUpdater`, which holds the reference's order of operations
+for one gradient step; this module holds no loss or ordering logic of its own.
+
+=========  ======================  ===============  =========================  ============
+``name``   actors                  critic           next actions (target)      actor step
+=========  ======================  ===============  =========================  ============
+haddpg     deterministic           one Q            target actors              sequential
+hatd3      deterministic           twin Q           target actors + smoothing  sequential
+hasac      soft (squashed/Gumbel)  twin Q           current actors + entropy   sequential
+had3qn     dueling Q-nets          dueling joint Q  target agents' greedy      best response
+maddpg     deterministic           one Q            target actors              buffer
+matd3      deterministic           twin Q           target actors + smoothing  buffer
+masac      soft                    twin Q           current actors + entropy   buffer
+=========  ======================  ===============  =========================  ============
+
+One gradient step (:meth:`OffPolicyUpdater.step`), as in the reference runner: the
+critic step on a sampled batch; every ``policy_freq`` critic steps the actor step
+(each agent's temperature is stepped right after its own actor update, through the
+trainer's hook), then the critic's temperature (HASAC), then the Polyak update of
+every target network (only on these steps).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.nn import TensorDictModuleBase, TensorDictSequential
+from torch import nn
+from torchrl.objectives import LossModule, SoftUpdate
+
+from harl_torchrl.config import algo_config, model_config
+from harl_torchrl.config.off_policy import DeterministicConfig, HAD3QNConfig, OffPolicyAlgoConfig, SoftConfig
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.exploration import RandomWarmup, action_specs, epsilon_greedy, gaussian_noise
+from harl_torchrl.modules import (
+    make_deterministic_actors,
+    make_joint_q_critic,
+    observation_critic_inputs,
+)
+from harl_torchrl.sequential import ActorTrainer, DelayedUpdates, SequentialActorStep
+from harl_torchrl.training import load_optimizer_keeping_settings
+
+
+class OffPolicyUpdater:
+    """One off-policy gradient step in the reference's order (see the module docstring).
+
+    Args:
+        critic_loss: the critic's TD loss (``loss_qvalue``), holding the critic's target.
+        critic_optimizer: optimiser over ``critic_loss.parameters()``.
+        actor_step: has ``step(batch) -> TensorDict`` (per-agent diagnostics) and
+            ``state_dict``/``load_state_dict`` (the order generator).
+        delay: the policy delay counter.
+        target_updaters: Polyak updaters stepped after each actor step.
+        critic_temperature: HASAC's critic temperature step, or ``None``.
+        optimizers: every optimiser by name, for checkpoints (actors', temperatures').
+        modules: every stateful module by name (losses with their targets, actors,
+            temperatures), for checkpoints.
+        max_grad_norm: gradient-norm clip of the critic (``None``: none).
+    """
+
+    def __init__(
+        self,
+        critic_loss: LossModule,
+        critic_optimizer: torch.optim.Optimizer,
+        actor_step: Any,
+        *,
+        delay: DelayedUpdates,
+        target_updaters: list[SoftUpdate],
+        critic_temperature: Any | None = None,
+        optimizers: Mapping[str, torch.optim.Optimizer] | None = None,
+        modules: Mapping[str, nn.Module] | None = None,
+        max_grad_norm: float | None = None,
+    ) -> None:
+        self.critic_loss = critic_loss
+        self.critic_optimizer = critic_optimizer
+        self.actor_step = actor_step
+        self.delay = delay
+        self.target_updaters = list(target_updaters)
+        self.critic_temperature = critic_temperature
+        self.optimizers = {"critic": critic_optimizer, **dict(optimizers or {})}
+        self.modules = nn.ModuleDict({"critic_loss": critic_loss, **dict(modules or {})})
+        self.max_grad_norm = max_grad_norm
+        self._critic_params = [p for group in critic_optimizer.param_groups for p in group["params"]]
+        self.gradient_steps = 0
+
+    def step(self, batch: TensorDictBase) -> TensorDict:
+        """One critic step, and the delayed actor step, temperatures and target updates when due.
+
+        Args:
+            batch: replay transitions (see :mod:`harl_torchrl.replay`); not modified.
+
+        Returns:
+            Detached diagnostics: ``"critic"`` (the TD loss's outputs, plus
+            ``grad_norm``), and on actor steps each agent's and ``"order"`` (plus
+            ``"critic_alpha"`` for HASAC).
+        """
+        out = self.critic_loss(batch)
+        self.critic_optimizer.zero_grad(set_to_none=True)
+        out["loss_qvalue"].backward()
+        if self.max_grad_norm is not None:
+            grad_norm = nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
+        else:
+            grad_norm = torch.linalg.vector_norm(
+                torch.stack([p.grad.norm() for p in self._critic_params if p.grad is not None])
+            )
+        self.critic_optimizer.step()
+        diagnostics = TensorDict({"critic": out.detach()}, batch_size=[])
+        diagnostics.set(("critic", "grad_norm"), grad_norm.detach())
+        if self.delay.tick():
+            diagnostics.update(self.actor_step.step(batch))
+            if self.critic_temperature is not None:
+                agents = [k for k in diagnostics.keys() if k not in ("critic", "order")]
+                joint_log_prob = sum(diagnostics.get((agent, "log_prob")) for agent in agents)
+                diagnostics.set("critic_alpha", self.critic_temperature.update(joint_log_prob))
+            for updater in self.target_updaters:
+                updater.step()
+        self.gradient_steps += 1
+        return diagnostics
+
+    def state_dict(self) -> dict[str, Any]:
+        """Networks and targets, every optimiser, the order generator, the delay and step counters."""
+        return {
+            "modules": self.modules.state_dict(),
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "actor_step": self.actor_step.state_dict(),
+            "delay": self.delay.state_dict(),
+            "gradient_steps": self.gradient_steps,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` in place."""
+        self.modules.load_state_dict(state["modules"])
+        for name, optimizer in self.optimizers.items():
+            # moments and step counts from the checkpoint, settings (lr, ...) from this run's config
+            load_optimizer_keeping_settings(optimizer, state["optimizers"][name])
+        self.actor_step.load_state_dict(state["actor_step"])
+        self.delay.load_state_dict(state["delay"])
+        self.gradient_steps = int(state["gradient_steps"])
+
+
+@dataclass
+class OffPolicyComponents:
+    """Everything an off-policy recipe trains, built by :func:`make_off_policy_components`.
+
+    Attributes:
+        algo: the typed ``algo`` config.
+        actors: ``{agent: actor}`` (HAD3QN: ``{agent: dueling Q-net}``).
+        critic: the critic module.
+        policy: the collection policy: actors, exploration, then :attr:`warmup`. Under
+            ``ExplorationType.DETERMINISTIC`` it is the deterministic/greedy/mode
+            policy, which evaluation uses.
+        warmup: the random warm-up switch (set ``warmup.active``).
+        updater: the gradient step.
+    """
+
+    algo: OffPolicyAlgoConfig
+    actors: dict[str, TensorDictModuleBase]
+    critic: nn.Module
+    policy: TensorDictSequential
+    warmup: RandomWarmup
+    updater: OffPolicyUpdater
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The updater's state plus the exploration modules' buffers."""
+        return {"updater": self.updater.state_dict(), "policy": self.policy.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` in place."""
+        self.updater.load_state_dict(state["updater"])
+        self.policy.load_state_dict(state["policy"])
+
+
+def _mask_keys(env) -> dict[str, str]:
+    spec = env.full_observation_spec_unbatched
+    return {agent: "action_mask" for agent in env.group_map if "action_mask" in spec[agent].keys()}
+
+
+def check_action_space(algo: OffPolicyAlgoConfig, env) -> None:
+    """Refuses an env whose action spaces the algorithm does not take, naming the alternative.
+
+    Raises:
+        ConfigError: e.g. ``algo=hatd3`` on discrete actions.
+    """
+    from torchrl.data import Bounded, Unbounded
+
+    from harl_torchrl.config.off_policy import _ALTERNATIVE
+
+    kinds = {
+        agent: "continuous" if isinstance(spec, (Bounded, Unbounded)) and spec.domain == "continuous" else "discrete"
+        for agent, spec in action_specs(env).items()
+    }
+    wrong = {agent: kind for agent, kind in kinds.items() if algo.action_space not in ("any", kind)}
+    if wrong:
+        agent, kind = next(iter(wrong.items()))
+        raise ConfigError(
+            f"algo.name={algo.name} supports {algo.action_space} actions only, but agent {agent!r} has {kind} ones. "
+            f"Fix: {_ALTERNATIVE[algo.action_space]}"
+        )
+
+
+def _optimizer(params, lr: float) -> torch.optim.Optimizer:
+    return torch.optim.Adam(params, lr=lr)
+
+
+def _deterministic(algo: DeterministicConfig, net: dict, model, env, specs, seed, device) -> tuple:
+    from harl_torchrl.objectives import DeterministicActorLoss, JointQLoss, TargetActions
+
+    actors = {agent: actor.to(device) for agent, actor in make_deterministic_actors(env, **net).items()}
+    critic = make_joint_q_critic(env, num_qvalue=algo.num_qvalue, **net).to(device)
+    targets = TargetActions(actors, specs, noise_std=algo.policy_noise, noise_clip=algo.noise_clip)
+    q_loss = JointQLoss(critic, targets, gamma=algo.gamma, loss_function=str(algo.critic_loss))
+    trainers = {
+        agent: ActorTrainer(
+            DeterministicActorLoss(actor, critic),
+            _optimizer(actor.parameters(), algo.actor_lr),
+            max_grad_norm=algo.max_grad_norm,
+        )
+        for agent, actor in actors.items()
+    }
+    actor_step = SequentialActorStep(trainers, scheme=str(algo.scheme), order=str(algo.order), seed=seed)
+    exploration = gaussian_noise(specs, algo.exploration_noise)
+    policy = TensorDictSequential(*actors.values(), exploration)
+    modules = {"target_actions": targets, "actors": nn.ModuleDict(actors)}
+    optimizers = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
+    updaters = [SoftUpdate(q_loss, tau=algo.tau), SoftUpdate(targets, tau=algo.tau)]
+    return actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters, None
+
+
+def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple:
+    from harl_torchrl.modules.soft_actors import make_soft_actors
+    from harl_torchrl.objectives import JointQLoss
+    from harl_torchrl.objectives.soft_actor import SoftActorLoss, SoftNextActions
+    from harl_torchrl.objectives.temperature import TemperatureLoss, TemperatureStep, target_entropy
+
+    actors = make_soft_actors(
+        env,
+        hidden_sizes=net["hidden_sizes"],
+        activation=net["activation"],
+        feature_norm=model.get("feature_norm", True),
+        output_gain=model.get("output_gain", 0.01),
+    )
+    actors = {agent: actor.to(device) for agent, actor in actors.items()}
+    critic = make_joint_q_critic(env, num_qvalue=algo.num_qvalue, **net).to(device)
+    entropies = {
+        agent: algo.target_entropy if algo.target_entropy is not None else target_entropy(specs[agent])
+        for agent in actors
+    }
+    fixed = not algo.auto_alpha
+    temperatures = {
+        agent: TemperatureLoss(entropies[agent], agent=agent, alpha_init=algo.alpha, fixed=fixed) for agent in actors
+    }
+    critic_temperature = TemperatureLoss(
+        sum(entropies.values()),
+        log_prob_keys=[(agent, "action_log_prob") for agent in actors],
+        alpha_init=algo.alpha,
+        fixed=fixed,
+    )
+    steps = {agent: TemperatureStep(loss, lr=algo.alpha_lr) for agent, loss in temperatures.items()}
+    critic_step = TemperatureStep(critic_temperature, lr=algo.alpha_lr)
+    q_loss = JointQLoss(
+        critic, SoftNextActions(actors, critic_temperature), gamma=algo.gamma, loss_function=str(algo.critic_loss)
+    )
+    trainers = {
+        agent: ActorTrainer(
+            SoftActorLoss(actor, critic, temperatures[agent]),
+            _optimizer(actor.parameters(), algo.actor_lr),
+            max_grad_norm=algo.max_grad_norm,
+            after_step=steps[agent] if algo.auto_alpha else None,
+        )
+        for agent, actor in actors.items()
+    }
+    actor_step = SequentialActorStep(trainers, scheme=str(algo.scheme), order=str(algo.order), seed=seed)
+    policy = TensorDictSequential(*actors.values())
+    modules = {
+        "actors": nn.ModuleDict(actors),
+        "temperatures": nn.ModuleDict(temperatures),
+        "critic_temperature": critic_temperature,
+    }
+    optimizers = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
+    optimizers.update({f"alpha/{agent}": s.optimizer for agent, s in steps.items() if s.optimizer is not None})
+    if critic_step.optimizer is not None:
+        optimizers["alpha/critic"] = critic_step.optimizer
+    updaters = [SoftUpdate(q_loss, tau=algo.tau)]
+    return (
+        actors,
+        critic,
+        q_loss,
+        actor_step,
+        policy,
+        modules,
+        optimizers,
+        updaters,
+        (critic_step if algo.auto_alpha else None),
+    )
+
+
+def _d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -> tuple:
+    from harl_torchrl.modules.dueling import make_dueling_agent_qnets, make_joint_dueling_critic
+    from harl_torchrl.objectives.d3qn import HAD3QNActorStep, HAD3QNAgentLoss, HAD3QNCriticLoss
+
+    dueling = {
+        "hidden_sizes": net["hidden_sizes"],
+        "head_hidden_sizes": list(algo.dueling_hidden_sizes),
+        "activation": net["activation"],
+        "feature_norm": model.get("feature_norm", True),
+    }
+    qnets = {agent: qnet.to(device) for agent, qnet in make_dueling_agent_qnets(env, **dueling).items()}
+    agent_losses = {agent: HAD3QNAgentLoss(agent, qnet) for agent, qnet in qnets.items()}
+    state_keys, state_features = observation_critic_inputs(env)
+    critic = make_joint_dueling_critic(state_keys, state_features, specs, **dueling).to(device)
+    nvec = {agent: int(spec.space.n) for agent, spec in specs.items()}
+    q_loss = HAD3QNCriticLoss(
+        critic, nvec, agent_losses=agent_losses, gamma=algo.gamma, loss_function=str(algo.critic_loss)
+    )
+    trainers = {
+        agent: ActorTrainer(
+            loss, _optimizer(qnets[agent].parameters(), algo.actor_lr), max_grad_norm=algo.max_grad_norm
+        )
+        for agent, loss in agent_losses.items()
+    }
+    actor_step = HAD3QNActorStep(q_loss, trainers, order=str(algo.order), seed=seed)
+    masks = _mask_keys(env)
+    policy = TensorDictSequential(*qnets.values(), epsilon_greedy(specs, algo.epsilon, masks))
+    modules = {"agent_losses": nn.ModuleDict(agent_losses)}
+    updaters = [SoftUpdate(q_loss, tau=algo.tau), *(SoftUpdate(loss, tau=algo.tau) for loss in agent_losses.values())]
+    named = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
+    return qnets, critic, q_loss, actor_step, policy, modules, named, updaters, None
+
+
+def make_off_policy_components(
+    algo_cfg: Mapping[str, Any] | OffPolicyAlgoConfig,
+    model_cfg: Mapping[str, Any],
+    env,
+    *,
+    device: torch.device | str = "cpu",
+    seed: int | None = None,
+) -> OffPolicyComponents:
+    """Builds actors, critic, targets, losses, optimisers, the actor step and the collection policy.
+
+    Args:
+        algo_cfg: the ``algo`` group (typed or a mapping; see
+            :mod:`harl_torchrl.config.off_policy`).
+        model_cfg: the ``model`` group; ``hidden_sizes`` and ``activation`` are read
+            (soft actors and dueling nets also ``feature_norm``); deterministic actors
+            and Q critics use the reference's plain MLPs unless ``algo.layer_norm``.
+        env: the training env (one group per agent).
+        device: where the networks live.
+        seed: seed of the agent-order generator.
+
+    Raises:
+        ConfigError: a bad setting, or an action space the algorithm does not take
+            (the message names the algorithm to use instead).
+
+    Example:
+        >>> from harl_torchrl.envs import make_vmas_env
+        >>> env = make_vmas_env("balance", num_envs=2, n_agents=2, max_steps=5)
+        >>> parts = make_off_policy_components({"name": "hatd3", "batch_size": 4}, {"hidden_sizes": [8]}, env, seed=0)
+        >>> sorted(parts.actors), parts.updater.delay.policy_freq
+        (['agent_0', 'agent_1'], 2)
+    """
+    algo = algo_config(algo_cfg)
+    if not isinstance(algo, OffPolicyAlgoConfig):
+        raise ConfigError(f"algo.name={algo.name} is not an off-policy algorithm; use recipes/train.py with it")
+    model = model_config(model_cfg)
+    if model.recurrent:
+        raise ConfigError(
+            f"model.name={model.name}: the off-policy algorithms train feed-forward networks; use model=mlp"
+        )
+    check_action_space(algo, env)
+    specs = action_specs(env)
+    net = {"hidden_sizes": list(model.hidden_sizes), "activation": str(model.activation), "layer_norm": algo.layer_norm}
+    if isinstance(algo, DeterministicConfig):
+        builder = _deterministic
+    elif isinstance(algo, SoftConfig):
+        builder = _soft
+    elif isinstance(algo, HAD3QNConfig):
+        builder = _d3qn
+    else:  # pragma: no cover - every registered off-policy schema is one of the above
+        raise ConfigError(f"no components builder for algo.name={algo.name}")
+    # networks are moved to the device as they are built, before any loss wraps their parameters
+    built = builder(algo, net, model, env, specs, seed, torch.device(device))
+    actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters, critic_temperature = built
+    warmup = RandomWarmup(specs, _mask_keys(env))
+    policy = TensorDictSequential(policy, warmup).to(device)
+    for module in (q_loss, *modules.values()):
+        module.to(device)  # the losses' own buffers (bounds, gamma); parameters are there already
+    updater = OffPolicyUpdater(
+        q_loss,
+        _optimizer(q_loss.parameters(), algo.critic_lr),
+        actor_step,
+        delay=DelayedUpdates(getattr(algo, "policy_freq", 1)),
+        target_updaters=updaters,
+        critic_temperature=critic_temperature,
+        optimizers=optimizers,
+        modules=modules,
+        max_grad_norm=algo.max_grad_norm,
+    )
+    return OffPolicyComponents(algo, dict(actors), critic, policy, warmup, updater)
