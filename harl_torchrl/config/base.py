@@ -90,6 +90,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _show(value: Any) -> str:
+    """A value as it is written on the command line (``true``, ``null``, ``[16, 16]``)."""
+    value = _plain(value)
+    if isinstance(value, bool):
+        return str(value).lower()
+    if value is None:
+        return "null"
+    if isinstance(value, list):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    return str(value)
+
+
 def config_to_dict(config: Any) -> Any:
     """Plain Python containers (enums as strings) for a group, a DictConfig or a dict.
 
@@ -174,7 +186,7 @@ class GroupConfig:
         Example:
             >>> from harl_torchrl.config import HAPPOConfig
             >>> print(HAPPOConfig(epochs=0).fail("epochs", "must be > 0"))
-            algo.epochs must be > 0, got 0. Fix: set algo.epochs to a value that is > 0, e.g. the default algo.epochs=5
+            algo.epochs must be > 0, got 0. Fix: set algo.epochs to a value that is > 0, e.g. algo.epochs=5
         """
         value = getattr(self, name)
         if fix is None:
@@ -186,7 +198,7 @@ class GroupConfig:
             )
             fix = f"set {self.key(name)} to {wanted}"
             if default is not dataclasses.MISSING and default is not MISSING:
-                fix += f", e.g. the default {self.key(name)}={_plain(default)}"
+                fix += f", e.g. {self.key(name)}={_show(default)}"
         return ConfigError(f"{self.key(name)} {problem}, got {_plain(value)!r}. Fix: {fix}")
 
     def require_positive(self, *names: str) -> None:
@@ -248,7 +260,7 @@ class GroupConfig:
             ... except ConfigError as err:
             ...     print(err)  # doctest: +NORMALIZE_WHITESPACE
             algo.epochs=2.5 has the wrong type: expected an integer.
-            Fix: set algo.epochs to an integer, e.g. the default algo.epochs=5
+            Fix: set algo.epochs to an integer, e.g. algo.epochs=5
         """
         if isinstance(mapping, cls):
             obj = mapping
@@ -296,7 +308,7 @@ class GroupConfig:
             return ConfigError(f"{key} is required by {cls.describe()}. Fix: set {key}=<value>")
         if isinstance(err, ValidationError) and top in names:
             expected = _type_name(typing.get_type_hints(cls)[top])
-            example = f", e.g. the default {cls.group + '.' if cls.group else ''}{top}={_plain(cls._default(top))}"
+            example = f", e.g. {cls.group + '.' if cls.group else ''}{top}={_show(cls._default(top))}"
             fix = f"Fix: set {cls.group + '.' if cls.group else ''}{top} to {expected}" + (
                 example if _has_default(cls, top) else ""
             )

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harl_torchrl.config.base import GroupConfig
+from harl_torchrl.config.run import validate_run_config
 from harl_torchrl.errors import ConfigError, unknown_choice
 
 
@@ -115,7 +116,7 @@ def explain_composition_error(err: Exception, overrides: Sequence[str] = ()) -> 
         ...     err.__cause__ = cause
         >>> print(explain_composition_error(err, ["algo.epochs=2.5"]))  # doctest: +NORMALIZE_WHITESPACE
         algo.epochs=2.5 has the wrong type: expected an integer.
-        Fix: set algo.epochs to an integer, e.g. the default algo.epochs=5
+        Fix: set algo.epochs to an integer, e.g. algo.epochs=5
     """
     cause = err.__cause__
     schema = _schema_of(cause)
@@ -161,7 +162,9 @@ def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), conf
 def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: str = "config") -> None:
     """Checks a recipe's command-line overrides before ``hydra.main`` runs.
 
-    Composes once with the plain overrides to report a bad one in our words.
+    Composes once with the plain overrides and runs the whole config check
+    (:func:`~harl_torchrl.config.validate_run_config`), so that a bad setting is
+    reported in one line before Hydra creates the run directory.
     Command lines with Hydra flags (``--multirun``, ``--cfg``, ...) or sweeps
     (``algo=happo,hatrpo``) get the group-option check only; Hydra handles the rest.
 
@@ -176,7 +179,7 @@ def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: s
     if len(overrides) != len(argv) or sweeps:
         check_group_choices(overrides, conf_dir)
         return
-    compose_run_config(conf_dir, overrides, config_name)
+    validate_run_config(compose_run_config(conf_dir, overrides, config_name))
 
 
 def _check_writable(directory: str, key: str) -> None:

@@ -136,7 +136,14 @@ class RunConfig(GroupConfig):
         if self.seed < 0:
             raise self.fail("seed", "must be an integer >= 0", "set seed to a non-negative integer, e.g. seed=0")
         self.require_positive("total_frames")
-        resolve_device(self.device)
+        try:
+            resolve_device(self.device)
+        except ConfigError as err:
+            reason = str(err).rstrip(".")
+            fix = "" if "Fix:" in reason else ". Fix: set device=cpu, or device=auto (CUDA when available)"
+            raise ConfigError(
+                reason if reason.startswith("device=") else f"device={self.device!r}: {reason}{fix}"
+            ) from None
 
     def groups(self) -> list[GroupConfig]:
         """Every group instance, root first."""

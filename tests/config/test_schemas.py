@@ -1,0 +1,170 @@
+"""The typed config schemas: the YAMLs match them, the typed object reads back, library paths convert."""
+
+import dataclasses
+import io
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from harl_torchrl.config import (
+    ALGO_SCHEMAS,
+    AlgoConfig,
+    GRUModelConfig,
+    HAPPOConfig,
+    HATRPOConfig,
+    MLPModelConfig,
+    RunConfig,
+    VmasEnvConfig,
+    algo_config,
+    config_to_dict,
+    model_config,
+    register_algo,
+    typed_run_config,
+    validate_run_config,
+)
+from harl_torchrl.config.hydra_checks import OutputDirCheck, compose_run_config, group_options
+from harl_torchrl.config.on_policy import Order
+from harl_torchrl.errors import ConfigError
+
+CONF = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+ON_POLICY = ["haa2c", "happo", "hatrpo", "ippo", "mappo"]
+
+
+def _yaml_values(group, option):
+    values = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
+    values.pop("defaults")
+    return values
+
+
+@pytest.mark.parametrize("group", ["algo", "env", "model"])
+def test_every_yaml_composes_to_its_schema_with_its_own_values(group):
+    for option in group_options(CONF, group):
+        cfg = compose_run_config(CONF, [f"{group}={option}"])
+        typed = typed_run_config(cfg)
+        node = getattr(typed, group)
+        assert type(node).__name__.endswith("Config") and OmegaConf.get_type(cfg[group]) is type(node)
+        plain = node.to_dict()
+        for key, value in _yaml_values(group, option).items():
+            assert plain[key] == value, f"{group}={option}: {key}"
+
+
+@pytest.mark.parametrize("name", ON_POLICY)
+def test_algo_schema_defaults_are_the_yaml_values(name):
+    assert config_to_dict(ALGO_SCHEMAS[name]()) == _yaml_values("algo", name)
+
+
+@pytest.mark.parametrize("schema, option", [(MLPModelConfig, "mlp"), (GRUModelConfig, "gru")])
+def test_model_schema_defaults_are_the_yaml_values(schema, option):
+    assert schema().to_dict() == _yaml_values("model", option)
+
+
+def test_root_schema_defaults_are_the_yaml_values():
+    root = OmegaConf.to_container(OmegaConf.load(CONF / "config.yaml"))
+    for key in ("defaults", "hydra"):
+        root.pop(key)
+    defaults = RunConfig().to_dict()
+    assert {k: defaults[k] for k in root} == root
+
+
+def test_schema_is_enforced_at_compose_time():
+    with pytest.raises(ConfigError, match=r"algo\.epochs=2\.5 has the wrong type: expected an integer"):
+        compose_run_config(CONF, ["algo.epochs=2.5"])
+    with pytest.raises(ConfigError, match="expected one of random, fixed"):
+        compose_run_config(CONF, ["algo.order=rand"])
+
+
+def test_typed_run_config_is_built_of_schema_instances():
+    run = validate_run_config(compose_run_config(CONF, ["algo=hatrpo", "model=gru", "env=pettingzoo/simple_spread"]))
+    assert isinstance(run.algo, HATRPOConfig) and isinstance(run.model, GRUModelConfig)
+    assert run.env.family == "pettingzoo" and run.env.scenario_kwargs == {"N": 3, "local_ratio": 0.5}
+    assert run.model.sequence_length == 10 and MLPModelConfig().sequence_length is None
+    assert validate_run_config(run) is run  # already typed: checked, not rebuilt
+
+
+def test_choices_read_as_strings():
+    algo = HAPPOConfig()
+    assert algo.order == "random" and str(algo.order) == "random" and f"{algo.order}" == "random"
+    assert isinstance(algo.order, Order) and algo.order in ("random", "fixed")
+    assert config_to_dict(algo)["order"] == "random" and type(config_to_dict(algo)["order"]) is str
+
+
+def test_group_reads_like_a_read_only_mapping():
+    env = VmasEnvConfig(scenario="balance", scenario_kwargs={"n_agents": 2})
+    assert env["scenario"] == "balance" and env.get("num_envs") == 32 and env.get("nope", 7) == 7
+    assert "team_reward" in env and "nope" not in env and dict(env)["family"] == "vmas"
+    with pytest.raises(KeyError):
+        env["nope"]
+
+
+def test_plain_dicts_are_checkpoint_safe_and_groups_pickle():
+    run = validate_run_config(compose_run_config(CONF, []))
+    buffer = io.BytesIO()
+    torch.save({k: config_to_dict(getattr(run, k)) for k in ("algo", "env", "model")}, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=True)
+    assert loaded["algo"]["value_loss"] == "huber" and loaded["env"]["scenario_kwargs"] == {"n_agents": 4}
+    assert pickle.loads(pickle.dumps(run.env)) == run.env  # collector worker processes receive it
+
+
+def test_library_mapping_goes_through_the_same_schema():
+    assert algo_config({"name": "happo", "epochs": 3}).epochs == 3
+    assert algo_config({"name": "happo"}).max_grad_norm == 10.0  # omitted keys: the YAML's values
+    with pytest.raises(ConfigError, match=r"algo\.epochs='abc' has the wrong type"):
+        algo_config({"name": "happo", "epochs": "abc"})
+    with pytest.raises(ConfigError, match=r"unknown setting algo\.actor_lrr.*Did you mean algo\.actor_lr"):
+        algo_config({"name": "happo", "actor_lrr": 1e-3})
+    with pytest.raises(ConfigError, match=r"model\.activation='rel' is not a valid choice"):
+        model_config({"activation": "rel"})
+
+
+def test_components_refuse_a_bad_dict_before_building_anything(monkeypatch):
+    import harl_torchrl.algorithms as algorithms
+
+    def never(*args, **kwargs):
+        raise AssertionError("networks were built")
+
+    monkeypatch.setattr(algorithms, "make_actors", never)
+    with pytest.raises(ConfigError, match=r"algo\.epochs=2\.5 has the wrong type"):
+        algorithms.make_on_policy_components({"name": "happo", "epochs": 2.5}, {}, env=None)
+    with pytest.raises(ConfigError, match=r"model\.hidden_sizes must be a non-empty list"):
+        algorithms.make_on_policy_components({"name": "happo"}, {"hidden_sizes": [0]}, env=None)
+
+
+def test_registration_hook_adds_an_algorithm_the_run_check_dispatches_to():
+    calls = []
+
+    @register_algo
+    @dataclasses.dataclass
+    class ToyConfig(AlgoConfig):
+        name: str = "toy_for_test"
+        kind = "off_policy"
+        batch_size: int = 8
+
+        def validate(self):
+            self.require_positive("batch_size")
+
+        def validate_run(self, run):
+            calls.append(run.env.num_envs)
+
+    try:
+        cfg = {"algo": {"name": "toy_for_test"}, "env": {"family": "vmas", "scenario": "balance"}, "model": {}}
+        run = validate_run_config(cfg)
+        assert isinstance(run.algo, ToyConfig) and run.algo.kind == "off_policy" and calls == [32]
+        with pytest.raises(ConfigError, match=r"algo\.batch_size must be > 0"):
+            validate_run_config({**cfg, "algo": {"name": "toy_for_test", "batch_size": 0}})
+    finally:
+        del ALGO_SCHEMAS["toy_for_test"]
+
+
+def test_output_dir_check_exits_with_one_line(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    cfg = OmegaConf.create({"hydra": {"run": {"dir": str(blocker / "run")}}})
+    with pytest.raises(SystemExit, match=r"hydra\.run\.dir=.* is not a writable directory.*Fix:"):
+        OutputDirCheck().on_run_start(cfg)
+    cfg.hydra.run.dir = str(tmp_path / "fine")
+    OutputDirCheck().on_run_start(cfg)
+    assert (tmp_path / "fine").is_dir()
