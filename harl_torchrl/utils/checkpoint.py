@@ -179,6 +179,8 @@ def _digest(*parts: Any) -> str:
                     sha.update(memoryview(tensor.view(torch.uint8).numpy()))
             elif type(leaf) is float:
                 sha.update(b"float:" + struct.pack("<d", leaf))
+            elif isinstance(leaf, (torch.device, torch.dtype)):  # e.g. in TensorDict/replay-buffer state dicts
+                sha.update(f"{type(leaf).__name__}:{leaf}".encode())
             elif leaf is None or type(leaf) in (bool, int, str, bytes, tuple):
                 # tuples here are the ("dict", n) / ("list", n) container markers
                 sha.update(f"{type(leaf).__name__}:{leaf!r}".encode())
@@ -267,9 +269,10 @@ def save_checkpoint(
 
     Args:
         path: destination file, e.g. ``<run dir>/checkpoint.pt``.
-        state: nested dicts/lists/tuples of tensors, numbers, strings and None (what
-            ``torch.load(weights_only=True)`` accepts); anything else raises ``TypeError``
-            before a file is touched.
+        state: nested dicts/lists/tuples of tensors, numbers, strings, None, ``torch.device``
+            and ``torch.dtype`` (what ``torch.load(weights_only=True)`` accepts; exact types, so
+            an enum or numpy scalar is refused); anything else raises ``TypeError`` before a
+            file is touched.
         metadata: what the checkpoint says about itself (see :func:`run_metadata`);
             versions are filled in when missing.
         sidecars: large payloads written to their own files (``{"replay": {...}}`` goes to

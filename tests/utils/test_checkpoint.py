@@ -180,3 +180,15 @@ def test_unsupported_values_are_refused_before_writing(tmp_path):
     with pytest.raises(TypeError, match="nested/obj"):
         save_checkpoint(tmp_path / "c.pt", {"nested": {"obj": object()}})
     assert not list(tmp_path.iterdir())
+
+
+def test_a_replay_buffer_state_round_trips_as_a_sidecar(tmp_path):
+    from tensordict import TensorDict
+    from torchrl.data import LazyTensorStorage, TensorDictReplayBuffer
+
+    buffer = TensorDictReplayBuffer(storage=LazyTensorStorage(16))
+    buffer.extend(TensorDict({"obs": torch.arange(10.0).reshape(5, 2)}, [5]))
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"frames": 5}, sidecars={"replay": buffer.state_dict()})
+    other = TensorDictReplayBuffer(storage=LazyTensorStorage(16))
+    other.load_state_dict(load_checkpoint(path)["replay"])
+    assert len(other) == 5 and torch.equal(other[:]["obs"], buffer[:]["obs"])

@@ -1,0 +1,66 @@
+import pytest
+import torch
+from tensordict import TensorDict
+
+from harl_torchrl.errors import ConfigError
+from harl_torchrl.run_guard import NonFiniteError, check_finite, check_resume, config_differences
+
+SAVED = {
+    "algo": {"name": "happo", "actor_lr": 5e-4},
+    "env": {"family": "vmas", "scenario": "balance", "scenario_kwargs": {"n_agents": 2}},
+    "model": {"hidden_sizes": [16]},
+}
+
+
+def _run(**changes):
+    cfg = {group: {**values} for group, values in SAVED.items()}
+    for key, value in changes.items():
+        group, _, name = key.partition("__")
+        if "__" in name:
+            sub, _, leaf = name.partition("__")
+            cfg[group][sub] = {**cfg[group][sub], leaf: value}
+        else:
+            cfg[group][name] = value
+    return cfg
+
+
+def test_identical_configs_resume_silently():
+    assert check_resume({"config": SAVED}, _run()) == []
+
+
+def test_each_difference_is_listed_with_both_values():
+    differences = config_differences(SAVED, _run(algo__name="hatrpo", env__scenario_kwargs__n_agents=3))
+    assert differences == {"algo.name": ("happo", "hatrpo"), "env.scenario_kwargs.n_agents": (2, 3)}
+    with pytest.raises(ConfigError, match=r"algo.name: 'happo' \(checkpoint\) -> 'hatrpo'.*n_agents: 2"):
+        check_resume(
+            {"config": SAVED, "algorithm": "happo"}, _run(algo__name="hatrpo", env__scenario_kwargs__n_agents=3)
+        )
+
+
+def test_an_override_covers_its_key_and_children_only():
+    run = _run(algo__actor_lr=1e-3, env__scenario_kwargs__n_agents=3)
+    assert check_resume({"config": SAVED}, run, overrides=["algo.actor_lr", "env.scenario_kwargs"]) == [
+        "algo.actor_lr",
+        "env.scenario_kwargs.n_agents",
+    ]
+    with pytest.raises(ConfigError, match=r"env\.scenario_kwargs\.n_agents"):
+        check_resume({"config": SAVED}, run, overrides=["algo.actor_lr"])
+    assert len(check_resume({"config": SAVED}, run, overrides=["*"])) == 2
+
+
+def test_a_checkpoint_without_config_is_refused():
+    with pytest.raises(ConfigError, match="records no config"):
+        check_resume({}, _run())
+
+
+def test_check_finite_names_the_quantity_and_the_iteration():
+    check_finite(1, {"a/loss": 1.0}, {"agent_0": torch.nn.Linear(2, 2)})
+    with pytest.raises(NonFiniteError, match="iteration 7: agent_1/loss_objective is nan"):
+        check_finite(7, {"agent_1/ESS": float("nan"), "agent_1/loss_objective": float("nan")})
+    with pytest.raises(NonFiniteError, match="iteration 2: critic/grad_norm is inf"):
+        check_finite(2, TensorDict({"critic": {"grad_norm": torch.tensor(float("inf"))}}, []))
+    net = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        net.bias[0] = float("nan")
+    with pytest.raises(NonFiniteError, match="iteration 3: agent_0 parameter bias is not finite"):
+        check_finite(3, {"x/loss": 0.0}, {"agent_0": net})
