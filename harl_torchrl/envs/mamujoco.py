@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
+from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
 ObsMode = Literal["local", "global"]
@@ -340,6 +341,31 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         rewards = np.repeat(reward[None], len(self.agent_names), axis=0)
         return StepResult(rewards=rewards, team_reward=reward, terminated=terminated, truncated=truncated)
 
+    # ------------------------------------------------------ run state (resume)
+    def _capture_copies(self) -> dict[str, Any]:
+        # The Python side of each copy (wrappers' counters, gymnasium's numpy Generator) through the
+        # generic walk, and MuJoCo's MjData: every array whose size the model fixes (state, controls,
+        # warm start, and the derived quantities a step reads before simulating, such as body
+        # positions) plus the time. Arrays sized by the current contacts/constraints are recomputed by
+        # the next mj_step before use and are not needed.
+        return {
+            "state": torch.from_numpy(self._buf.state.copy()),
+            "local_obs": None
+            if self._buf.local_obs is None
+            else {name: torch.from_numpy(value.copy()) for name, value in self._buf.local_obs.items()},
+            "envs": [capture_object_state(env, _MAMUJOCO_MODULES) for env in self._envs],
+            "mjdata": [_mjdata_state(single.unwrapped) for single in self._singles],
+        }
+
+    def _restore_copies(self, state: Mapping[str, Any]) -> None:
+        self._buf.state = state["state"].numpy().copy()
+        local = state["local_obs"]
+        self._buf.local_obs = None if local is None else {name: value.numpy().copy() for name, value in local.items()}
+        for env, saved in zip(self._envs, state["envs"], strict=True):
+            restore_object_state(env, saved, _MAMUJOCO_MODULES)
+        for single, saved in zip(self._singles, state["mjdata"], strict=True):
+            _set_mjdata_state(single.unwrapped, saved)
+
     def _observe(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         state = self._buf.state
         if self.obs_mode == "global":
@@ -379,6 +405,59 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         for env in self._envs:
             env.close()
         super().close(raise_if_closed=raise_if_closed)
+
+
+#: Module prefixes whose objects make up a MaMuJoCo copy's Python-side state.
+_MAMUJOCO_MODULES = ("gymnasium_robotics", "gymnasium")
+
+
+def _mjdata_arrays(data: Any) -> dict[str, np.ndarray]:
+    """Every public ndarray field of a ``mujoco.MjData`` (views into its buffers)."""
+    arrays = {}
+    for name in dir(data):
+        if name.startswith("_"):
+            continue
+        value = getattr(data, name, None)
+        if isinstance(value, np.ndarray):
+            arrays[name] = value
+    return arrays
+
+
+def _mjdata_state(env: Any) -> dict[str, Any]:
+    """The arrays of ``env.data`` whose shape the model fixes, and its time (checkpoint-safe)."""
+    data = env.data
+    sizes = _fixed_size_fields(env)
+    arrays = {name: torch.from_numpy(value.copy()) for name, value in _mjdata_arrays(data).items() if name in sizes}
+    return {"arrays": arrays, "time": float(data.time)}
+
+
+def _fixed_size_fields(env: Any) -> set[str]:
+    """MjData fields whose shape does not depend on the current contacts/constraints.
+
+    Found by comparing the data with a fresh ``MjData`` of the same model: the
+    arena-backed fields (``efc_*``, contacts) are empty there.
+    """
+    cached = getattr(env, "_harl_fixed_fields", None)
+    if cached is None:
+        import mujoco
+
+        fresh = _mjdata_arrays(mujoco.MjData(env.model))
+        current = _mjdata_arrays(env.data)
+        cached = {n for n, v in current.items() if n in fresh and fresh[n].shape == v.shape and v.size}
+        cached -= {n for n, v in fresh.items() if v.size == 0}
+        env._harl_fixed_fields = cached
+    return cached
+
+
+def _set_mjdata_state(env: Any, state: Mapping[str, Any]) -> None:
+    data = env.data
+    arrays = _mjdata_arrays(data)
+    for name, value in state["arrays"].items():
+        target = arrays.get(name)
+        if target is None or tuple(target.shape) != tuple(value.shape):
+            raise ValueError(f"MuJoCo field {name!r} has shape {getattr(target, 'shape', None)}, saved {value.shape}")
+        target[...] = value.numpy()
+    data.time = state["time"]
 
 
 def make_mamujoco_env(

@@ -45,6 +45,14 @@ CASES = {
         "reset_mode": "loop",
     },
     "mpe_spread": {"family": "pettingzoo", "scenario": "simple_spread", "num_envs": 3, "max_steps": 4},
+    "mamujoco_halfcheetah": {
+        "family": "mamujoco",
+        "scenario": "HalfCheetah",
+        "agent_conf": "2x3",
+        "num_envs": 2,
+        "max_steps": 4,
+    },
+    "mamujoco_ant": {"family": "mamujoco", "scenario": "Ant", "agent_conf": "2x4", "num_envs": 2, "max_steps": 4},
     "mpe_speaker_listener": {
         "family": "pettingzoo",
         "scenario": "simple_speaker_listener",
@@ -59,6 +67,8 @@ CASES = {
 def test_restored_env_continues_bit_identically(tmp_path, name):
     if CASES[name]["family"] == "pettingzoo":
         pytest.importorskip("mpe2")
+    if CASES[name]["family"] == "mamujoco":
+        pytest.importorskip("gymnasium_robotics")
     cfg = CASES[name]
     env = make_env(cfg, seed=3)
     td = env.reset()

@@ -252,3 +252,20 @@ def test_sigkill_then_resume_ends_bit_identical(tmp_path, family, same_dir, one_
             assert row["episodes"] == "0.0" or math.isfinite(float(row["episode_return_mean"]))
     assert not list(resumed_dir.glob(".*.tmp")), "no temp files left behind"
     assert previous_checkpoint(resumed_dir / "checkpoint.pt").is_file()
+
+
+def test_mamujoco_resume_continues_exactly(tmp_path, one_thread):
+    pytest.importorskip("gymnasium_robotics")
+    env = ["env=mamujoco/halfcheetah_2x3", "env.num_envs=2", "env.max_steps=15", "eval.episodes=0"]
+    recipe = _recipe()
+    with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
+        whole_cfg = compose("config", overrides=[*COMMON, *env, "total_frames=80"])
+        part_cfg = compose("config", overrides=[*COMMON, *env, "total_frames=40"])
+    whole = recipe.run(whole_cfg, tmp_path / "whole")
+    part = recipe.run(part_cfg, tmp_path / "part")
+    with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
+        resume_cfg = compose("config", overrides=[*COMMON, *env, "total_frames=80", f"resume={part['checkpoint']}"])
+    resumed = recipe.run(resume_cfg, tmp_path / "part")
+    a, b = _parameters(whole["checkpoint"]), _parameters(resumed["checkpoint"])
+    assert all(torch.equal(a[k], b[k]) for k in a), "MuJoCo's state (MjData arrays) and the episode were restored"
+    assert _rows(tmp_path / "whole" / "metrics.csv") == _rows(tmp_path / "part" / "metrics.csv")
