@@ -29,7 +29,15 @@ How this differs from TorchRL's ``TD3Loss``/``DDPGLoss``/``SACLoss`` value halve
   agents are updated one after another against each other's new actions;
 * the discount exponent is read from the batch (``steps_to_next_obs``, TorchRL's
   multi-step key), so n-step windows cut short by an episode end bootstrap with the
-  right power of :math:`\gamma`.
+  right power of :math:`\gamma`;
+* the regression defaults to the reference's squared error (``TD3Loss`` defaults to
+  ``smooth_l1``).
+
+Otherwise it is the same computation: with one agent on a ``[-1, 1]`` box (where scaled
+and absolute noise coincide), ``JointQLoss`` with
+:class:`~harl_torchrl.objectives.TargetActions` gives exactly ``TD3Loss.value_loss``
+(``loss_function="l2"``) for the same networks and noise draws
+(``tests/objectives/test_joint_q_torchrl_equivalence.py``).
 """
 
 from __future__ import annotations
