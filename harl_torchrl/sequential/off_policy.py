@@ -192,11 +192,11 @@ class SequentialActorStep:
                 trainer.act(joint)
         order = self.orders.draw()
         diagnostics = TensorDict({})
-        for name in order:
+        for position, name in enumerate(order):
             trainer = self.trainers[name]
             diagnostics.set(name, trainer.train(joint))
-            if self.scheme == "sequential":
-                trainer.act(joint)  # the agents that follow see this agent's new action
+            if self.scheme == "sequential" and position < len(order) - 1:
+                trainer.act(joint)  # the agents that follow see this agent's new action (the last has none)
         diagnostics.set("order", self.orders.indices(order))
         self.last_order = order
         return diagnostics
