@@ -28,7 +28,7 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.sequential import ActorTrainer, AgentOrder, Order, agent_parameters_by_name
+from harl_torchrl.sequential import ActorTrainer, AgentOrder, agent_parameters_by_name
 
 Distill = Literal["all_actions", "greedy"]
 NextAction = Literal["target_agents", "critic"]
@@ -430,7 +430,7 @@ class HAD3QNActorStep:
         critic_loss: HAD3QNCriticLoss,
         trainers: Mapping[str, ActorTrainer],
         *,
-        order: Order = "random",
+        order: str = "random",
         seed: int | None = None,
     ) -> None:
         if set(trainers) != set(critic_loss.agents):
