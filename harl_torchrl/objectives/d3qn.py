@@ -326,7 +326,8 @@ class HAD3QNCriticLoss(LossModule):
     def in_keys(self) -> list[NestedKey]:
         return [*self.qvalue_network.in_keys, *((a, "action") for a in self.agents)]
 
-    def _table(self, tensordict: TensorDictBase, target: bool) -> torch.Tensor:
+    def joint_values(self, tensordict: TensorDictBase, target: bool = False) -> torch.Tensor:
+        """The online (or target) critic's values of every joint action, ``[*B, prod |A_i|]``."""
         td = tensordict.copy()
         if target:
             with self.target_qvalue_network_params.to_module(self.qvalue_network):
@@ -339,7 +340,7 @@ class HAD3QNCriticLoss(LossModule):
         if self.next_action == "target_agents":
             actions = [self._agent_losses[a].greedy(next_td, target=True) for a in self.agents]
             return joint_index(actions, self.nvec)
-        table = self._table(next_td, target=False)
+        table = self.joint_values(next_td, target=False)
         masks = [next_td.get((a, "action_mask"), None) for a in self.agents]
         if all(m is None for m in masks):
             return table.argmax(-1)
@@ -357,7 +358,7 @@ class HAD3QNCriticLoss(LossModule):
         next_td = tensordict.get("next")
         with torch.no_grad():
             next_action = self._next_joint_action(next_td)
-            next_value = self._table(next_td, target=True).gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
+            next_value = self.joint_values(next_td, target=True).gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
             reward = _flat(next_td.get(self.tensor_keys.reward), batch)
             not_terminal = 1.0 - _flat(next_td.get(self.tensor_keys.terminated), batch).float()
             steps = tensordict.get(self.tensor_keys.steps_to_next_obs, None)
@@ -368,7 +369,7 @@ class HAD3QNCriticLoss(LossModule):
         """Computes ``loss_qvalue`` (the input is not modified)."""
         target = self.target_value(tensordict)
         action = joint_index([tensordict.get((a, "action")) for a in self.agents], self.nvec)
-        value = self._table(tensordict, target=False).gather(-1, action.unsqueeze(-1)).squeeze(-1)
+        value = self.joint_values(tensordict, target=False).gather(-1, action.unsqueeze(-1)).squeeze(-1)
         if self.loss_function == "l2":
             per_sample = (value - target).pow(2)
         else:
@@ -453,7 +454,7 @@ class HAD3QNActorStep:
         agents, nvec = self.critic_loss.agents, self.critic_loss.nvec
         td = batch.copy()
         with torch.no_grad():
-            table = self.critic_loss._table(td, target=False)
+            table = self.critic_loss.joint_values(td, target=False)
         actions = {a: self.trainers[a].loss.greedy(td) for a in agents}
         order = self.orders.draw()
         out = TensorDict({}, batch_size=[])
