@@ -168,7 +168,8 @@ class JointQLoss(LossModule):
         self.__dict__["next_actions"] = next_actions  # not a submodule: see the class docstring
         self.loss_function = loss_function
         self.reduction = reduction
-        self.register_buffer("gamma", torch.tensor(float(gamma)))
+        device = next(iter(critic.parameters())).device
+        self.register_buffer("gamma", torch.tensor(float(gamma), device=device))
         self.set_keys(value=critic.out_keys[0])
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:

@@ -89,8 +89,10 @@ class TargetActions(LossModule):
         self.convert_to_functional(nn.ModuleDict(dict(actors)), "actors", create_target_params=True)
         for index, agent in enumerate(self.agent_names):
             low, high = box_bounds(agent, action_specs[agent])
-            self.register_buffer(f"low_{index}", low)
-            self.register_buffer(f"high_{index}", high)
+            # the bounds live where the agent's actor does (specs are usually on the CPU)
+            device = next(iter(actors[agent].parameters()), low).device
+            self.register_buffer(f"low_{index}", low.to(device))
+            self.register_buffer(f"high_{index}", high.to(device))
         self.noise_std = float(noise_std)
         self.noise_clip = float(noise_clip)
 

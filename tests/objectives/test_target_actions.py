@@ -86,3 +86,11 @@ def test_bad_arguments():
         TargetActions(actors, {"a": Categorical(n=3)})
     with pytest.raises(ConfigError, match="noise"):
         TargetActions(actors, {"a": Bounded(-1.0, 1.0, shape=(1,))}, noise_std=-0.1)
+
+
+def test_bounds_live_on_the_actors_device():
+    # the meta device stands in for an accelerator: the specs stay on the CPU, the actors do not
+    actors = {a: make_deterministic_actor(a, 3, spec, hidden_sizes=(8,)).to("meta") for a, spec in SPECS.items()}
+    targets = TargetActions(actors, SPECS)
+    for index in range(len(SPECS)):
+        assert {bound.device.type for bound in targets.bounds(index)} == {"meta"}
