@@ -76,6 +76,11 @@ def choices(name: str, *values: str, module: str | None = None) -> type[StrChoic
     return typing.cast(type[StrChoice], StrChoice(name, [(v, v) for v in values], module=module))
 
 
+#: The agent order of the sequential update, shared by every algorithm family:
+#: ``random`` (a fresh permutation each iteration) or ``fixed``.
+Order = choices("Order", "random", "fixed", module=__name__)
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, GroupConfig):
         return value.to_dict()

@@ -11,10 +11,9 @@ of ``algo.num_envs`` sub-environments per iteration, then takes
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from harl_torchrl.config.base import AlgoConfig, choices
+from harl_torchrl.config.base import AlgoConfig, Order, choices
 from harl_torchrl.config.registry import register_algo
 
-Order = choices("Order", "random", "fixed")
 #: How the other agents' actions enter an agent's actor objective (see
 #: :class:`~harl_torchrl.sequential.SequentialActorStep`).
 Scheme = choices("Scheme", "sequential", "buffer", "simultaneous")

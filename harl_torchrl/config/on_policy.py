@@ -9,10 +9,9 @@ checks that need the batch size (minibatches against the samples per batch) live
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from harl_torchrl.config.base import AlgoConfig, choices
+from harl_torchrl.config.base import AlgoConfig, Order, choices
 from harl_torchrl.config.registry import register_algo
 
-Order = choices("Order", "random", "fixed")
 ValueLoss = choices("ValueLoss", "huber", "mse")
 KLType = choices("KLType", "exact", "reference_logits")
 
