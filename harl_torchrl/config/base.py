@@ -1,8 +1,8 @@
 """Base classes of the typed config schemas: one dataclass per config group.
 
 A group schema is a :func:`~dataclasses.dataclass` deriving from :class:`GroupConfig`.
-Its fields carry the types (plain types, ``Optional``, ``List``, ``Dict[str, Any]``
-for free-form keyword dicts, :class:`StrChoice` enums for choices) and the defaults
+Its fields carry the types (plain types, ``float | None``, ``list[int]``,
+``dict[str, Any]`` for free-form keyword dicts, :class:`StrChoice` enums for choices) and the defaults
 (the recipe YAML's values). Hydra/OmegaConf enforce the types when a recipe config
 is composed; :meth:`GroupConfig.from_mapping` runs the same schema on a plain
 mapping, so a library user's dict is checked exactly like a recipe override. Range
@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import enum
 import math
+import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -72,7 +73,7 @@ def choices(name: str, *values: str, module: str | None = None) -> type[StrChoic
         ['mean', 'sum']
     """
     if module is None:
-        module = typing.cast(Any, __import__("sys"))._getframe(1).f_globals.get("__name__", __name__)
+        module = sys._getframe(1).f_globals.get("__name__", __name__)  # the caller's module
     return typing.cast(type[StrChoice], StrChoice(name, [(v, v) for v in values], module=module))
 
 
