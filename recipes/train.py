@@ -154,12 +154,12 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         collect_start = time.perf_counter()
 
     progress.close()
+    checkpoint()  # before the final evaluation: a run extended from here continues the same random streams
+    collector.shutdown()
     if eval_env is not None:
         final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
-    checkpoint()
-    collector.shutdown()
     logger.close()
     print(f"logs: {logger.csv_path}\ncheckpoint: {checkpoint_path}")
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}
