@@ -218,7 +218,7 @@ def check_finite(
     else:
         items = diagnostics.items()
     # name the cause rather than a symptom: losses first, then gradient norms, then the rest
-    items = sorted(items, key=lambda item: (0 if "loss" in item[0] else 1 if "grad_norm" in item[0] else 2))
+    items = sorted(items, key=lambda item: 0 if "loss" in item[0] else 1 if "grad_norm" in item[0] else 2)
     for name, value in items:
         if isinstance(value, torch.Tensor):
             if not value.is_floating_point() or bool(torch.isfinite(value).all()):
