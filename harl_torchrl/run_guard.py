@@ -187,14 +187,17 @@ def check_finite(
     iteration: int,
     diagnostics: Mapping[str, float] | TensorDictBase,
     modules: Mapping[str, nn.Module] | None = None,
+    *,
+    source: str = "",
 ) -> None:
     """Stops training at the first NaN or infinity in the diagnostics or the modules' tensors.
 
     Args:
         iteration: the iteration just completed (named in the message).
-        diagnostics: flat ``{"agent_1/loss_objective": value}`` scalars, or the updater's
-            TensorDict (every floating entry is checked).
+        diagnostics: flat ``{"agent_1/loss_objective": value}`` scalars, or a TensorDict
+            (the updater's output, or a collected batch: every floating entry is checked).
         modules: ``{name: module}`` whose parameters and buffers must stay finite.
+        source: named before the quantity, e.g. ``"collected batch"``.
 
     Raises:
         NonFiniteError: naming the iteration, the quantity and its value.
@@ -219,7 +222,9 @@ def check_finite(
         items = diagnostics.items()
     # name the cause rather than a symptom: losses first, then gradient norms, then the rest
     items = sorted(items, key=lambda item: 0 if "loss" in item[0] else 1 if "grad_norm" in item[0] else 2)
+    where = f"{source} " if source else ""
     for name, value in items:
+        name = f"{where}{name}"
         if isinstance(value, torch.Tensor):
             if not value.is_floating_point() or bool(torch.isfinite(value).all()):
                 continue

@@ -132,6 +132,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     for batch in collector:
         collect_time = time.perf_counter() - collect_start
         update_start = time.perf_counter()
+        check_finite(iteration + 1, batch, source="collected batch")  # an env that diverged, named
         parts.compute_advantage(batch)
         diagnostics = flatten_metrics(parts.updater.update(batch))
         frames += batch.numel()

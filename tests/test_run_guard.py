@@ -64,3 +64,13 @@ def test_check_finite_names_the_quantity_and_the_iteration():
         net.bias[0] = float("nan")
     with pytest.raises(NonFiniteError, match="iteration 3: agent_0 parameter bias is not finite"):
         check_finite(3, {"x/loss": 0.0}, {"agent_0": net})
+
+
+def test_check_finite_reads_a_collected_batch():
+    batch = TensorDict(
+        {"next": {"agent_0": {"reward": torch.zeros(4, 3, 1)}}, "done": torch.zeros(4, 3, 1, dtype=torch.bool)}, [4, 3]
+    )
+    check_finite(5, batch, source="collected batch")
+    batch["next", "agent_0", "reward"][1, 2] = float("-inf")
+    with pytest.raises(NonFiniteError, match="iteration 5: collected batch next/agent_0/reward is -inf"):
+        check_finite(5, batch, source="collected batch")
