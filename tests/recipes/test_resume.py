@@ -229,7 +229,7 @@ def test_sigkill_then_resume_ends_bit_identical(tmp_path, family, same_dir, one_
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
     at_kill = load_checkpoint(killed / "checkpoint.pt")["iteration"]
-    assert at_kill in (2, 4)
+    assert at_kill in (2, 4, 6), "killed mid-run, after a periodic checkpoint (usually the one at iteration 2)"
 
     resumed_dir = killed if same_dir else tmp_path / "resumed"
     capsys.readouterr()
