@@ -317,6 +317,8 @@ def save_checkpoint(
 
 
 def _remove_unreferenced_sidecars(path: Path, names: Mapping[str, Any]) -> None:
+    if not names:
+        return
     keep = set()
     for main in (path, previous_checkpoint(path)):
         try:
