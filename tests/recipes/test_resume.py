@@ -31,6 +31,7 @@ COMMON = [
 FAMILIES = {
     "vmas": (["env.num_envs=8", "env.max_steps=7", "env.scenario_kwargs.n_agents=2"], 80),
     "mpe": (["env=pettingzoo/simple_spread", "env.num_envs=4", "env.max_steps=5"], 40),
+    "mamujoco": (["env=mamujoco/halfcheetah_2x3", "env.num_envs=2", "env.max_steps=15"], 20),
 }
 TIMING = ("collect_fps", "update_seconds")  # wall-clock figures: the only columns allowed to differ
 
@@ -205,10 +206,13 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.mark.parametrize("family, same_dir", [("vmas", True), ("mpe", False)], ids=["vmas_same_dir", "mpe_new_dir"])
+@pytest.mark.parametrize(
+    "family, same_dir",
+    [("vmas", True), ("mpe", False), ("mamujoco", True)],
+    ids=["vmas_same_dir", "mpe_new_dir", "mamujoco_same_dir"],
+)
 def test_sigkill_then_resume_ends_bit_identical(tmp_path, family, same_dir, one_thread, capsys):
-    if family == "mpe":
-        pytest.importorskip("mpe2")
+    pytest.importorskip({"vmas": "vmas", "mpe": "mpe2", "mamujoco": "gymnasium_robotics"}[family])
     recipe = _recipe()
     whole = recipe.run(_config(family=family, iterations=8), tmp_path / "whole")
 
