@@ -56,6 +56,12 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
 
+    # Resume: the checkpoint must be intact and describe this run (algorithm, env, model),
+    # unless resume_override names the settings that differ on purpose. Checked before
+    # anything is built; the state itself is restored once the collector exists.
+    resume = open_resume(cfg, device)
+    frames, iteration = (resume.frames, resume.iteration) if resume else (0, 0)
+
     # Environments: one for training, one for deterministic evaluation.
     env = make_env(cfg.env, seed=cfg.seed, device=device)
     eval_env = (
@@ -68,11 +74,6 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     parts = make_on_policy_components(cfg.algo, cfg.model, env, device=device, seed=cfg.seed)
     env = parts.prepare_env(env)  # recurrent networks need episode-start markers and hidden states
     eval_env = parts.prepare_env(eval_env) if eval_env is not None else None
-
-    # Resume: the checkpoint must be intact and describe this run (algorithm, env, model),
-    # unless resume_override names the settings that differ on purpose.
-    resume = open_resume(cfg, device)
-    frames, iteration = (resume.frames, resume.iteration) if resume else (0, 0)
 
     frames_per_batch = env.batch_size.numel() * cfg.collector.rollout_steps
     iterations_left = max(0, math.ceil((cfg.total_frames - frames) / frames_per_batch))
