@@ -273,3 +273,20 @@ def test_mamujoco_resume_continues_exactly(tmp_path, one_thread):
     a, b = _parameters(whole["checkpoint"]), _parameters(resumed["checkpoint"])
     assert all(torch.equal(a[k], b[k]) for k in a), "MuJoCo's state (MjData arrays) and the episode were restored"
     assert _rows(tmp_path / "whole" / "metrics.csv") == _rows(tmp_path / "part" / "metrics.csv")
+
+
+def test_an_overridden_env_setting_resumes_with_fresh_episodes(first_run, tmp_path, capsys):
+    _recipe().run(
+        _config(f"resume={first_run}", "total_frames=240", "env.num_envs=4", "resume_override=[env.num_envs]"), tmp_path
+    )
+    out = capsys.readouterr().out
+    assert "fresh episodes" in out and "resume_override: these settings now differ" in out and "env.num_envs" in out
+
+
+def test_an_overridden_model_that_does_not_fit_gives_one_line(first_run, tmp_path):
+    with pytest.raises(CheckpointError, match="does not fit the networks built for this run") as info:
+        _recipe().run(
+            _config(f"resume={first_run}", "total_frames=240", "model.hidden_sizes=[32]", "resume_override=[model]"),
+            tmp_path,
+        )
+    assert "\n" not in str(info.value)
