@@ -47,7 +47,10 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
     output_dir = Path(output_dir)
     algo = cfg.algo
     # algo.num_envs (the reference's 20 by default) replaces the env group's number of copies
-    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=algo.effective_num_envs(cfg)))
+    num_envs = algo.effective_num_envs(cfg)
+    if num_envs != cfg.env.num_envs:
+        print(f"{algo.name}: {num_envs} training envs (algo.num_envs; algo.num_envs=null uses env.num_envs)")
+    cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=num_envs))
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
 
