@@ -250,7 +250,9 @@ def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple
     actors = {agent: actor.to(device) for agent, actor in actors.items()}
     critic = make_joint_q_critic(env, num_qvalue=algo.num_qvalue, **net).to(device)
     entropies = {
-        agent: algo.target_entropy if algo.target_entropy is not None else target_entropy(specs[agent])
+        agent: algo.target_entropy
+        if algo.target_entropy is not None
+        else target_entropy(specs[agent], mode=str(algo.target_entropy_mode))
         for agent in actors
     }
     fixed = not algo.auto_alpha
@@ -313,7 +315,7 @@ def _d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -> tup
         "feature_norm": model.get("feature_norm", True),
     }
     qnets = {agent: qnet.to(device) for agent, qnet in make_dueling_agent_qnets(env, **dueling).items()}
-    agent_losses = {agent: HAD3QNAgentLoss(agent, qnet) for agent, qnet in qnets.items()}
+    agent_losses = {agent: HAD3QNAgentLoss(agent, qnet, distill=str(algo.distill)) for agent, qnet in qnets.items()}
     state_keys, state_features = observation_critic_inputs(env)
     critic = make_joint_dueling_critic(state_keys, state_features, specs, **dueling).to(device)
     nvec = {agent: int(spec.space.n) for agent, spec in specs.items()}

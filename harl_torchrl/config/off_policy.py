@@ -18,6 +18,11 @@ from harl_torchrl.config.registry import register_algo
 #: :class:`~harl_torchrl.sequential.SequentialActorStep`).
 Scheme = choices("Scheme", "sequential", "buffer", "simultaneous")
 CriticLoss = choices("CriticLoss", "l2", "smooth_l1", "l1")
+#: HASAC's default target entropies: ``intended`` (0.98 log|A| for discrete actions) or the
+#: reference's (which evaluates to 0 for ``Discrete``); boxes get -dim(A) either way.
+EntropyTargetMode = choices("EntropyTargetMode", "intended", "reference")
+#: What each HAD3QN agent's Q-net regresses onto (see :class:`~harl_torchrl.objectives.d3qn.HAD3QNAgentLoss`).
+DistillTarget = choices("DistillTarget", "all_actions", "greedy")
 
 #: Which action spaces an algorithm takes, and what to use instead.
 _ALTERNATIVE = {
@@ -210,6 +215,8 @@ class SoftConfig(OffPolicyAlgoConfig):
         alpha_lr: Adam learning rate of the temperatures.
         target_entropy: the target entropy per agent (``null``: :math:`-\dim A`
             for boxes, :math:`0.98 \log |A|` for discrete actions).
+        target_entropy_mode: ``intended`` (the defaults above) or ``reference``
+            (the reference HASAC's discrete target, which evaluates to 0).
     """
 
     action_space: ClassVar[str] = "any"
@@ -219,6 +226,7 @@ class SoftConfig(OffPolicyAlgoConfig):
     auto_alpha: bool = True
     alpha_lr: float = 3.0e-4
     target_entropy: float | None = None
+    target_entropy_mode: EntropyTargetMode = EntropyTargetMode.intended  # type: ignore[valid-type]
 
     def validate(self) -> None:
         """Also ``alpha`` and ``alpha_lr`` > 0."""
@@ -252,6 +260,9 @@ class HAD3QNConfig(OffPolicyAlgoConfig):
     Attributes:
         epsilon: epsilon-greedy exploration probability (reference: 0.05).
         dueling_hidden_sizes: widths of the value and advantage streams.
+        distill: what each agent's Q-net regresses onto: the critic's best-response
+            values of ``all_actions`` (default) or, as the reference, only at its
+            ``greedy`` action.
     """
 
     action_space: ClassVar[str] = "discrete"
@@ -260,6 +271,7 @@ class HAD3QNConfig(OffPolicyAlgoConfig):
     gamma: float = 0.95
     epsilon: float = 0.05
     dueling_hidden_sizes: list[int] = field(default_factory=lambda: [128])
+    distill: DistillTarget = DistillTarget.all_actions  # type: ignore[valid-type]
 
     def validate(self) -> None:
         """Also ``epsilon`` in [0, 1]."""
