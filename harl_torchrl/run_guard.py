@@ -150,14 +150,22 @@ def check_resume(meta: Mapping[str, Any], cfg: Any, *, overrides: Sequence[str] 
     differences = config_differences(saved, cfg)
     refused = {k: v for k, v in differences.items() if not _covered(k, overrides)}
     if refused:
-        listed = "; ".join(f"{k}: {a!r} (checkpoint) -> {b!r} (this run)" for k, (a, b) in refused.items())
-        algo_note = ""
+        shown = dict(refused)
+        note, allow = "", list(refused)
         if "algo.name" in refused:
-            algo_note = f" The checkpoint was written by {meta.get('algorithm')!r}."
+            # another algorithm brings its own settings: name the algorithm, count the rest
+            others = [k for k in refused if k.startswith("algo.") and k != "algo.name"]
+            for key in others:
+                del shown[key]
+            extra = f" ({len(others)} other algo settings differ with it)" if others else ""
+            saved_algo = refused["algo.name"][0]
+            note = f" The checkpoint was written by {saved_algo!r}{extra}: resume with algo={saved_algo}."
+            allow = ["algo", *[k for k in refused if not k.startswith("algo.")]]
+        listed = "; ".join(f"{k}: {a!r} (checkpoint) -> {b!r} (this run)" for k, (a, b) in shown.items())
         raise ConfigError(
-            f"cannot resume from {where}: the run's config differs: {listed}.{algo_note} Resume with the "
+            f"cannot resume from {where}: the run's config differs: {listed}.{note} Resume with the "
             f"checkpoint's values, or, to fine-tune into the new setting on purpose, allow these keys with "
-            f"resume_override=[{','.join(refused)}] (see docs/checkpoints.rst)"
+            f"resume_override=[{','.join(allow)}] (see docs/checkpoints.rst)"
         )
     return sorted(differences)
 

@@ -361,6 +361,7 @@ def _read_record(path: Path, map_location: str | torch.device = "cpu") -> dict[s
             problem = f"refused: it holds objects that are not plain data and would run code on load ({culprit[:200]})"
         else:
             detail = next((line for line in lines if "Unsupported operand" in line), lines[0])
+            detail = detail.split(". ")[0].rstrip(".")  # the first sentence says it (miniz adds advice)
             problem = f"unreadable (truncated, damaged or not a torch checkpoint: {detail[:200]})"
         raise _fail(path, problem) from None
     if not isinstance(record, dict) or _MARKER not in record:
