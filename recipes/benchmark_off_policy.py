@@ -14,7 +14,8 @@ whatever the other overrides say, for a side-by-side with the reference's harnes
 
 Printed per run: env steps per second end to end (frames / wall-clock of the whole run,
 evaluation and checkpoints included), the same for the training iterations only
-(collection + updates), the mean time of one gradient step (sample + critic step +
+(collection + updates), for the iterations after the warm-up only (the steady-state rate,
+which a run of millions of steps approaches), the mean time of one gradient step (sample + critic step +
 actor step and targets when due), and the deterministic evaluation return curve. The
 results go to ``<out>/results.json`` and ``<out>/results.csv``.
 
@@ -84,6 +85,9 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
     steps_before = [0, *(int(r["step"]) for r in rows[:-1])]
     # seconds of each iteration's collection + updates: its frames over its end-to-end fps
     loop = sum((int(r["step"]) - before) / float(r["fps"]) for before, r in zip(steps_before, rows, strict=True))
+    trained = [(int(r["step"]) - before, r) for before, r in zip(steps_before, rows, strict=True)]
+    trained = [(n, r) for n, r in trained if int(r["gradient_steps"]) > 0]
+    trained_seconds = sum(n / float(r["fps"]) for n, r in trained)
     steps = int(rows[-1]["gradient_steps"])
     update = sum(float(r["update_seconds"]) for r in rows if int(r["gradient_steps"]) > 0)
     curve = [(int(r["step"]), float(r["eval/return_mean"])) for r in rows if r.get("eval/return_mean")]
@@ -95,6 +99,8 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
         "wall_seconds": wall,
         "env_steps_per_second": done / wall,
         "loop_env_steps_per_second": done / loop if loop else math.nan,
+        # the iterations after the warm-up alone (collection + gradient steps): the steady-state rate
+        "trained_env_steps_per_second": sum(n for n, _ in trained) / trained_seconds if trained else math.nan,
         "gradient_steps": steps,
         # update_seconds holds the gradient steps plus the (small) buffer insertion of each iteration
         "gradient_step_ms": 1000.0 * update / steps if steps else math.nan,
@@ -128,13 +134,14 @@ def main() -> None:
 
     print(f"\nMPE simple_spread (continuous), {args.frames:,} env steps per run; overrides: {' '.join(overrides)}\n")
     print(
-        "| algo | seed | env steps/s (end to end) | env steps/s (loop) | gradient steps | ms / gradient step "
-        "| final eval return (mpe2) | same, reference scale |"
+        "| algo | seed | env steps/s (end to end) | env steps/s (loop) | env steps/s (after warm-up) "
+        "| gradient steps | ms / gradient step | final eval return (mpe2) | same, reference scale |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in results:
         print(
             f"| {r['algo']} | {r['seed']} | {r['env_steps_per_second']:.0f} | {r['loop_env_steps_per_second']:.0f} "
+            f"| {r['trained_env_steps_per_second']:.0f} "
             f"| {r['gradient_steps']} | {r['gradient_step_ms']:.2f} | {r['final_eval_return']:.2f} "
             f"| {r['reference_scale']:.2f} |"
         )
