@@ -169,7 +169,8 @@ class NStepReplayBuffer:
         Only the filled part of the storage is saved (a checkpoint early in training is small).
         """
         length = len(self.buffer)
-        data = self.buffer.storage.get(torch.arange(length)).exclude("index") if length else None
+        storage = self.buffer.storage
+        data = storage.get(torch.arange(length, device=storage.device)).exclude("index") if length else None
         pending = self.multi_step._buffer  # the frames waiting for their windows to complete
         return {
             "length": length,
