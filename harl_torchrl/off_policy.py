@@ -26,7 +26,7 @@ every target network (only on these steps).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -166,7 +166,6 @@ class OffPolicyComponents:
     policy: TensorDictSequential
     warmup: RandomWarmup
     updater: OffPolicyUpdater
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def state_dict(self) -> dict[str, Any]:
         """The updater's state plus the exploration modules' buffers."""
