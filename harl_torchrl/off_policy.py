@@ -33,10 +33,17 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
+from torchrl.data import Bounded, Unbounded
 from torchrl.objectives import LossModule, SoftUpdate
 
 from harl_torchrl.config import algo_config, model_config
-from harl_torchrl.config.off_policy import DeterministicConfig, HAD3QNConfig, OffPolicyAlgoConfig, SoftConfig
+from harl_torchrl.config.off_policy import (
+    ACTION_SPACE_ALTERNATIVES,
+    DeterministicConfig,
+    HAD3QNConfig,
+    OffPolicyAlgoConfig,
+    SoftConfig,
+)
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.exploration import RandomWarmup, action_specs, epsilon_greedy, gaussian_noise
 from harl_torchrl.modules import (
@@ -187,11 +194,15 @@ def check_action_space(algo: OffPolicyAlgoConfig, env) -> None:
 
     Raises:
         ConfigError: e.g. ``algo=hatd3`` on discrete actions.
+
+    Example:
+        >>> from harl_torchrl.envs import make_vmas_env
+        >>> env = make_vmas_env("balance", num_envs=2, n_agents=2, continuous_actions=False)
+        >>> check_action_space(algo_config({"name": "hatd3"}), env)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: algo.name=hatd3 supports continuous actions only, ... use algo=hasac ...
     """
-    from torchrl.data import Bounded, Unbounded
-
-    from harl_torchrl.config.off_policy import _ALTERNATIVE
-
     kinds = {
         agent: "continuous" if isinstance(spec, (Bounded, Unbounded)) and spec.domain == "continuous" else "discrete"
         for agent, spec in action_specs(env).items()
@@ -201,7 +212,7 @@ def check_action_space(algo: OffPolicyAlgoConfig, env) -> None:
         agent, kind = next(iter(wrong.items()))
         raise ConfigError(
             f"algo.name={algo.name} supports {algo.action_space} actions only, but agent {agent!r} has {kind} ones. "
-            f"Fix: {_ALTERNATIVE[algo.action_space]}"
+            f"Fix: {ACTION_SPACE_ALTERNATIVES[algo.action_space]}"
         )
 
 

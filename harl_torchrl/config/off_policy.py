@@ -25,7 +25,7 @@ EntropyTargetMode = choices("EntropyTargetMode", "intended", "reference")
 DistillTarget = choices("DistillTarget", "all_actions", "greedy")
 
 #: Which action spaces an algorithm takes, and what to use instead.
-_ALTERNATIVE = {
+ACTION_SPACE_ALTERNATIVES = {
     "continuous": "for discrete actions use algo=hasac (or algo=had3qn), or set env.continuous_actions=true",
     "discrete": "for continuous actions use algo=hatd3, algo=hasac or algo=haddpg, or set env.continuous_actions=false",
 }
@@ -125,7 +125,7 @@ class OffPolicyAlgoConfig(AlgoConfig):
                 "name",
                 f"({self.name}) supports {self.action_space} actions only, but the env has {wanted} ones "
                 f"(env.family={run.env.family}, env.scenario={run.env.scenario})",
-                _ALTERNATIVE[self.action_space],
+                ACTION_SPACE_ALTERNATIVES[self.action_space],
             )
         num_envs, workers = self.effective_num_envs(run), run.collector.workers
         if num_envs % workers:
