@@ -63,10 +63,13 @@ class CheckpointConfig(GroupConfig):
 
     Attributes:
         interval: iterations between checkpoints (0: only the final one).
+        replay_buffer: off-policy runs: save the replay buffer with each checkpoint (a
+            sidecar file); ``false``: networks and counters only, a resumed run refills it.
     """
 
     group: ClassVar[str] = "checkpoint"
     interval: int = 10
+    replay_buffer: bool = True
 
     def validate(self) -> None:
         """``interval`` >= 0."""

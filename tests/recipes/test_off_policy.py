@@ -130,6 +130,18 @@ def test_resume_continues_bit_identically_including_the_buffer(tmp_path, overrid
         assert row["critic/loss_qvalue"] == full_rows[row["step"]]["critic/loss_qvalue"]
 
 
+def test_checkpoint_without_the_buffer_resumes_with_an_empty_one(tmp_path):
+    recipe = _recipe()
+    part = recipe.run(_config("algo=hatd3", "total_frames=80", "checkpoint.replay_buffer=false"), tmp_path / "part")
+    assert "replay" not in load_checkpoint(part["checkpoint"])
+    recipe.run(_config("algo=hatd3", "total_frames=120", f"resume={part['checkpoint']}"), tmp_path / "resumed")
+    rows = [r for r in _rows(tmp_path / "resumed" / "metrics.csv") if int(r["step"]) > 80]
+    # the buffer starts empty (and without the held-back n-step frames): 16 transitions after the first
+    # batch, just enough for a minibatch of 16, so training goes on at once
+    assert [int(r["buffer_size"]) for r in rows] == [16, 36]
+    assert [int(r["gradient_steps"]) for r in rows] == [15, 20]
+
+
 def test_command_line_entry_point(tmp_path):
     overrides = ["algo=hatd3", *TINY, "total_frames=60", f"hydra.run.dir={tmp_path}"]
     command = [sys.executable, str(RECIPES / "train.py"), *overrides]
