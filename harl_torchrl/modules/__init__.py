@@ -9,6 +9,7 @@ from harl_torchrl.modules.critics import (
     observation_critic_inputs,
 )
 from harl_torchrl.modules.deterministic import (
+    DeterministicActor,
     DeterministicActorNet,
     make_deterministic_actor,
     make_deterministic_actors,
@@ -37,6 +38,7 @@ __all__ = [
     "BatchedJointPolicy",
     "CentralValueNet",
     "Denormalize",
+    "DeterministicActor",
     "DeterministicActorNet",
     "DuelingQNet",
     "GaussianHead",

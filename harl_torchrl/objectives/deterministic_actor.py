@@ -28,7 +28,7 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from harl_torchrl.modules.q_critics import JointQCritic
-from harl_torchrl.objectives.joint_q import check_reduction, reduce
+from harl_torchrl.objectives.joint_q import check_reduction, frozen_parameters, reduce
 
 
 def detached_q(critic: JointQCritic, tensordict: TensorDictBase, heads: int | None = 1) -> torch.Tensor:
@@ -37,7 +37,7 @@ def detached_q(critic: JointQCritic, tensordict: TensorDictBase, heads: int | No
     Gradients flow to the actions in ``tensordict`` but never into the critic
     (nothing accumulates in its ``.grad``).
     """
-    with TensorDict.from_module(critic).detach().to_module(critic):
+    with frozen_parameters(critic):
         return critic(tensordict, heads=heads).get(critic.out_keys[0])
 
 

@@ -42,7 +42,8 @@ and absolute noise coincide), ``JointQLoss`` with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -55,6 +56,36 @@ from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.q_critics import JointQCritic
 
 NextActions = Callable[[TensorDictBase], TensorDictBase]
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Inside the block, ``module``'s parameters do not require gradient; restored on exit.
+
+    What the actor losses evaluate the shared critic under: gradients reach the actions
+    they feed it but nothing accumulates in the critic's ``.grad`` (a graph built inside
+    the block never records the critic's parameters, so a later ``backward`` skips them).
+    Flipping the flags costs microseconds, where swapping in detached copies
+    (``TensorDict.from_module(...).detach().to_module(...)``) cost about a millisecond
+    per call on the 3-agent MPE actor step.
+
+    Example:
+        >>> net = torch.nn.Linear(2, 1)
+        >>> x = torch.ones(1, 2, requires_grad=True)
+        >>> with frozen_parameters(net):
+        ...     y = net(x).sum()
+        >>> y.backward()
+        >>> net.weight.grad is None, x.grad is not None, net.weight.requires_grad
+        (True, True, True)
+    """
+    params = [p for p in module.parameters() if p.requires_grad]
+    for param in params:
+        param.requires_grad_(False)
+    try:
+        yield module
+    finally:
+        for param in params:
+            param.requires_grad_(True)
 
 
 def _next(key: NestedKey) -> tuple[str, ...]:

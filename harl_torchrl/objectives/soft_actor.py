@@ -46,6 +46,7 @@ from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.soft_actors import soft_action
+from harl_torchrl.objectives.joint_q import frozen_parameters
 from harl_torchrl.objectives.temperature import TemperatureLoss
 
 Temperature = TemperatureLoss | float
@@ -66,8 +67,7 @@ def _agent_of(actor: ProbabilisticActor) -> str:
 
 def _detached_call(critic: TensorDictModuleBase, tensordict: TensorDictBase) -> TensorDictBase:
     """Runs ``critic`` with detached parameters: gradient reaches the inputs only."""
-    params = TensorDict.from_module(critic)
-    with params.detach().to_module(critic):
+    with frozen_parameters(critic):
         return critic(tensordict)
 
 

@@ -106,8 +106,8 @@ class ActorTrainer:
         if self.max_grad_norm is not None:
             grad_norm = nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
         else:
-            grads = [p.grad.norm() for p in self._params if p.grad is not None]
-            grad_norm = torch.linalg.vector_norm(torch.stack(grads)) if grads else torch.zeros(())
+            grads = [p.grad for p in self._params if p.grad is not None]
+            grad_norm = nn.utils.get_total_norm(grads) if grads else torch.zeros(())
         self.optimizer.step()
         diagnostics = out.detach()
         diagnostics.set("grad_norm", grad_norm.detach())

@@ -312,20 +312,47 @@ def save_checkpoint(
         _keep_as_previous(path)
     _write_atomic(path, record)
     _fsync_dir(path.parent)
-    _remove_unreferenced_sidecars(path, sidecars)
+    _remove_unreferenced_sidecars(path, sidecars, {ref["file"] for ref in references.values()})
     return path
 
 
-def _remove_unreferenced_sidecars(path: Path, names: Mapping[str, Any]) -> None:
+# Sidecar references of checkpoint files this process wrote, by file identity: the cleanup after
+# a save needs the previous checkpoint's references, and unpickling a whole checkpoint (env state
+# included, about 0.4 s for MPE) to get them would be done on every save.
+_REFERENCES: dict[tuple[int, int, int, int], set[str]] = {}
+
+
+def _file_identity(path: Path) -> tuple[int, int, int, int] | None:
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+
+
+def _sidecar_files(path: Path) -> set[str]:
+    """The sidecar files ``path`` references (empty if it is missing or unreadable)."""
+    identity = _file_identity(path)
+    if identity is None:
+        return set()
+    if identity not in _REFERENCES:
+        try:
+            record = _read_record(path)
+        except CheckpointError:
+            return set()
+        _REFERENCES[identity] = {ref["file"] for ref in record["sidecars"].values()}
+    return _REFERENCES[identity]
+
+
+def _remove_unreferenced_sidecars(path: Path, names: Mapping[str, Any], written: set[str]) -> None:
     if not names:
         return
-    keep = set()
-    for main in (path, previous_checkpoint(path)):
-        try:
-            record = _read_record(main)
-        except CheckpointError:
-            continue
-        keep.update(ref["file"] for ref in record["sidecars"].values())
+    identity = _file_identity(path)
+    if identity is not None:
+        _REFERENCES[identity] = set(written)
+        while len(_REFERENCES) > 16:  # only the latest two matter
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+    keep = _sidecar_files(path) | _sidecar_files(previous_checkpoint(path))
     for name in names:
         for candidate in path.parent.glob(f"{path.stem}.{name}.*{path.suffix}"):
             if candidate.name not in keep:

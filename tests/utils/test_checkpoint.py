@@ -176,6 +176,27 @@ def test_sidecars_are_verified_and_follow_their_checkpoint(tmp_path):
     assert "checksum mismatch" in _error(path)
 
 
+@pytest.mark.parametrize("fresh_process", [False, True])
+def test_sidecar_cleanup_keeps_the_previous_ones_without_rereading_checkpoints(tmp_path, monkeypatch, fresh_process):
+    """Regression: each save unpickled both checkpoints (0.4 s each with an MPE env state) to find their sidecars."""
+    from harl_torchrl.utils import checkpoint as module
+
+    path = tmp_path / "checkpoint.pt"
+    _save(path, sidecars={"replay": {"obs": torch.ones(10)}})
+    _save(path, sidecars={"replay": {"obs": torch.full((10,), 2.0)}})
+    if fresh_process:
+        module._REFERENCES.clear()  # a resumed run: nothing cached, the previous checkpoint is read once
+    reads = []
+    real = module._read_record
+    monkeypatch.setattr(module, "_read_record", lambda p, *a, **k: reads.append(p) or real(p, *a, **k))
+    _save(path, sidecars={"replay": {"obs": torch.full((10,), 3.0)}})
+    _save(path, sidecars={"replay": {"obs": torch.full((10,), 4.0)}})
+    assert len(reads) == (1 if fresh_process else 0)
+    assert len(list(tmp_path.glob("checkpoint.replay.*.pt"))) == 2
+    assert torch.equal(load_checkpoint(path)["replay"]["obs"], torch.full((10,), 4.0))
+    assert torch.equal(load_checkpoint(previous_checkpoint(path))["replay"]["obs"], torch.full((10,), 3.0))
+
+
 def test_unsupported_values_are_refused_before_writing(tmp_path):
     with pytest.raises(TypeError, match="nested/obj"):
         save_checkpoint(tmp_path / "c.pt", {"nested": {"obj": object()}})
