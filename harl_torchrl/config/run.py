@@ -86,8 +86,8 @@ class CheckpointConfig(GroupConfig):
         """Iterations between checkpoints (0: only the final one), resolving ``interval=None``.
 
         Example:
-            >>> CheckpointConfig().every(1000, off_policy=True), CheckpointConfig(interval=3).every(1000, off_policy=True)
-            (100, 3)
+            >>> CheckpointConfig().every(1000, off_policy=True), CheckpointConfig().every(4000, off_policy=False)
+            (100, 10)
         """
         if self.interval is not None:
             return self.interval
