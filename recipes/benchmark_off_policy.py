@@ -5,7 +5,8 @@ r"""Off-policy throughput and learning on MPE simple_spread (continuous): env st
     python recipes/benchmark_off_policy.py --reference-utd --frames 20_000  # the reference's exact UTD
     python recipes/benchmark_off_policy.py --overrides device=cuda env.max_steps=25
 
-Each (algorithm, seed) is one run of ``recipes/train.py`` in-process (the command-line
+Each (algorithm, seed) is one run of ``recipes/train.py`` in-process (a run already finished
+under ``--out`` with the same budget is not repeated: a long plan can be restarted) (the command-line
 code path) with the algorithm's own defaults (the reference's: 20 envs, 10k warm-up
 transitions, batch 1000, one gradient step per vector step) unless overridden.
 ``--reference-utd`` pins exactly those (``algo.num_envs=20``, ``algo.batch_size=1000``,
@@ -39,6 +40,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 
 import harl_torchrl.config  # noqa: F401 (registers the config schemas the YAMLs inherit)
+from harl_torchrl.utils.checkpoint import read_metadata
 
 RECIPES = Path(__file__).resolve().parent
 REFERENCE_UTD = [
@@ -75,6 +77,11 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
         "logger.progress_bar=false",
         *overrides,
     ]
+    resumed = (run_dir / "checkpoint.pt").is_file()
+    start_frames = 0
+    if resumed:  # an interrupted run of this plan: continue it from its last checkpoint
+        settings.append(f"resume={run_dir / 'checkpoint.pt'}")
+        start_frames = int(read_metadata(run_dir / "checkpoint.pt")["frames"])
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=settings)
     start = time.perf_counter()
@@ -96,8 +103,9 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
         "algo": algo,
         "seed": seed,
         "frames": done,
+        "resumed": resumed,  # then wall_seconds and env_steps_per_second cover the resumed part only
         "wall_seconds": wall,
-        "env_steps_per_second": done / wall,
+        "env_steps_per_second": (done - start_frames) / wall,
         "loop_env_steps_per_second": done / loop if loop else math.nan,
         # the iterations after the warm-up alone (collection + gradient steps): the steady-state rate
         "trained_env_steps_per_second": sum(n for n, _ in trained) / trained_seconds if trained else math.nan,
@@ -130,7 +138,13 @@ def main() -> None:
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides shared by every run")
     args = parser.parse_args()
     overrides = [*args.overrides, *(REFERENCE_UTD if args.reference_utd else [])]
-    results = [run_one(a, s, args.frames, overrides, args.out) for a in args.algos for s in args.seeds]
+    results = []
+    for algo in args.algos:
+        for seed in args.seeds:
+            results.append(
+                _finished(args.out, algo, seed, args.frames) or run_one(algo, seed, args.frames, overrides, args.out)
+            )
+            _write_results(args.out, results)  # after each run: a long plan that is stopped keeps what it measured
 
     print(f"\nMPE simple_spread (continuous), {args.frames:,} env steps per run; overrides: {' '.join(overrides)}\n")
     print(
@@ -150,14 +164,28 @@ def main() -> None:
         print(f"\n{algo}: eval return curve (mean ± std over seeds {args.seeds})")
         for i, (step, _) in enumerate(runs[0]["eval_curve"]):
             print(f"  {step:>9,}  {_mean_std([r['eval_curve'][i][1] for r in runs if i < len(r['eval_curve'])])}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"\nresults: {args.out / 'results.json'}, {args.out / 'results.csv'}")
+
+
+def _finished(out: Path, algo: str, seed: int, frames: int) -> dict | None:
+    """The figures of a run this plan already finished (same algorithm, seed and budget), if any."""
+    path = out / f"{algo}_seed{seed}" / "result.json"
+    if not path.is_file():
+        return None
+    result = json.loads(path.read_text())
+    return result if result.get("frames", 0) >= frames else None
+
+
+def _write_results(out: Path, results: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        (out / f"{r['algo']}_seed{r['seed']}" / "result.json").write_text(json.dumps(r, indent=2))
+    (out / "results.json").write_text(json.dumps(results, indent=2))
     columns = [k for k in results[0] if k not in ("eval_curve", "overrides")]
-    with (args.out / "results.csv").open("w", newline="") as handle:
+    with (out / "results.csv").open("w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(results)
-    print(f"\nresults: {args.out / 'results.json'}, {args.out / 'results.csv'}")
 
 
 if __name__ == "__main__":
