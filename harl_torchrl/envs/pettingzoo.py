@@ -4,6 +4,11 @@ One group per agent (speaker and listener have different observation and action
 sizes, and need no padding), the team reward at the root (the sum over agents), the
 time limit reported as ``truncated``, and the global ``"state"`` (the raw env's
 ``state()``) at the root for the centralised critic.
+
+Return scale: the reference implementation's published MPE returns come from pettingzoo
+1.22.3's ``simple_spread_v2``, which charges each agent for colliding with itself; mpe2's
+``simple_spread_v3`` (used here) does not, so for 3 agents and 25 steps the reference's
+team return is ours minus exactly 37.5 for the same behaviour (see the conventions page).
 """
 
 from __future__ import annotations
