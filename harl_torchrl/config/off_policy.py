@@ -216,7 +216,9 @@ class SoftConfig(OffPolicyAlgoConfig):
         target_entropy: the target entropy per agent (``null``: :math:`-\dim A`
             for boxes, :math:`0.98 \log |A|` for discrete actions).
         target_entropy_mode: ``intended`` (the defaults above) or ``reference``
-            (the reference HASAC's discrete target, which evaluates to 0).
+            (the reference HASAC's targets: 0 for discrete actions, and for boxes
+            :math:`-\dim A + \sum_k \log h_k`, its target measured before the scaling
+            to the box; see :func:`~harl_torchrl.objectives.temperature.target_entropy`).
     """
 
     action_space: ClassVar[str] = "any"

@@ -82,8 +82,10 @@ class SquashedNormal(D.TransformedDistribution):
         high: torch.Tensor | float = 1.0,
         validate_args: bool | None = None,
     ) -> None:
-        low = torch.as_tensor(low, dtype=loc.dtype, device=loc.device)
-        high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device)
+        # bounds as [d] tensors: with a scalar scale, AffineTransform(event_dim=1) counts the
+        # log-Jacobian log h once instead of d times (log-probabilities off by (d - 1) log h)
+        low = torch.as_tensor(low, dtype=loc.dtype, device=loc.device).broadcast_to(loc.shape[-1:])
+        high = torch.as_tensor(high, dtype=loc.dtype, device=loc.device).broadcast_to(loc.shape[-1:])
         self.centre = (high + low) / 2
         self.half_range = (high - low) / 2
         self.loc, self.scale = loc, scale

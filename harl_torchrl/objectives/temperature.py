@@ -30,7 +30,14 @@ def target_entropy(action_spec: TensorSpec, mode: TargetEntropyMode = "intended"
     is :math:`-0.98 \log(1 / \prod \mathrm{shape})` with the gym ``Discrete`` shape
     ``()``: it evaluates to 0 (and for ``MultiDiscrete`` to
     :math:`0.98 \log(\text{number of heads})`), which is almost certainly unintended
-    (the comment next to it says "the max possible entropy"). Boxes agree in both modes.
+    (the comment next to it says "the max possible entropy"). For a box with half-ranges
+    :math:`h_k` it gives :math:`-\dim(A) + \sum_k \log h_k`: our soft actors' log-probability
+    is that of the action in the box (TorchRL's ``TanhNormal`` on ``[low, high]``, which
+    includes the :math:`-\sum_k \log h_k` of the scaling), while the reference measures it
+    before the scaling (on the tanh output in :math:`[-1, 1]`), so the same :math:`-\dim(A)`
+    asks for different policies unless the box is :math:`[-1, 1]`. On MPE's
+    :math:`[0, 1]` boxes (:math:`h = 0.5`, 5 dimensions) the intended target is -5, the
+    reference's -8.47 in our units: the intended one keeps more entropy.
 
     Args:
         action_spec: the agent's (unbatched) action spec.
@@ -46,9 +53,17 @@ def target_entropy(action_spec: TensorSpec, mode: TargetEntropyMode = "intended"
         0.0
         >>> target_entropy(Bounded(-1.0, 1.0, shape=(3,)))
         -3.0
+        >>> round(target_entropy(Bounded(0.0, 1.0, shape=(5,)), mode="reference"), 2)
+        -8.47
     """
     if mode not in ("intended", "reference"):
         raise ConfigError(f"target_entropy mode must be 'intended' or 'reference', got {mode!r}")
+    if isinstance(action_spec, Bounded) and mode == "reference":
+        low, high = (
+            bound.reshape(-1, action_spec.shape[-1])[0].double()
+            for bound in (action_spec.space.low, action_spec.space.high)
+        )
+        return -float(action_spec.shape[-1]) + float(torch.log((high - low) / 2).sum())
     if isinstance(action_spec, (Bounded, Unbounded)):
         return -float(action_spec.shape[-1])
     if isinstance(action_spec, MultiCategorical):

@@ -41,6 +41,29 @@ def test_box_and_multi_discrete_target_entropies():
         target_entropy(Categorical(n=2), mode="intended_typo")
 
 
+def test_reference_box_target_is_the_reference_target_before_the_scaling_to_the_box():
+    """The reference measures log-probabilities on the tanh output in [-1, 1]; ours on the box.
+
+    The same pre-squash Gaussian on [0, 1] and on [-1, 1] has log-probabilities that differ
+    by sum(log h) = 5 log 0.5, and the reference-mode targets must differ by exactly that.
+    """
+    from harl_torchrl.modules.soft_actors import SquashedNormal
+
+    loc, scale = torch.randn(4000, 5), torch.rand(4000, 5) + 0.1
+    torch.manual_seed(0)
+    on_box = SquashedNormal(loc, scale, low=0.0, high=1.0)
+    on_box_lp = on_box.log_prob(on_box.rsample())
+    torch.manual_seed(0)
+    on_unit = SquashedNormal(loc, scale, low=-1.0, high=1.0)
+    on_unit_lp = on_unit.log_prob(on_unit.rsample())
+    shift = 5 * math.log(0.5)
+    assert torch.allclose(on_box_lp - on_unit_lp, torch.full((4000,), -shift), atol=1e-4)
+    box, unit = Bounded(0.0, 1.0, shape=(5,)), Bounded(-1.0, 1.0, shape=(5,))
+    assert target_entropy(unit, mode="reference") == -5.0
+    assert target_entropy(box, mode="reference") == pytest.approx(-5.0 + shift)
+    assert target_entropy(box) == -5.0  # intended: -dim(A) of the action the env receives
+
+
 def test_loss_value_by_hand():
     loss = TemperatureLoss(target_entropy=-1.0, agent="a", alpha_init=2.0)
     log_prob = torch.tensor([0.5, 1.5, -1.0])
