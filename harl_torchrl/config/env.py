@@ -95,6 +95,8 @@ class MaMuJoCoEnvConfig(EnvConfig):
             standardised state and one-hot agent id).
         agent_obsk: local mode: joints observed up to this graph distance (>= 0).
         clip_actions: clip actions to the box (``false``: raw actions reach the env).
+        normalize_actions: act in ``[-1, 1]``, mapped onto each actuator's range
+            (the reference's ``NormalizedActions``; Humanoid's range is ``[-0.4, 0.4]``).
         env_kwargs: forwarded to the Gymnasium MuJoCo env, e.g. ``ctrl_cost_weight``.
     """
 
@@ -105,6 +107,7 @@ class MaMuJoCoEnvConfig(EnvConfig):
     obs_mode: ObsMode = ObsMode.local  # type: ignore[valid-type]
     agent_obsk: int = 1
     clip_actions: bool = True
+    normalize_actions: bool = False
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:

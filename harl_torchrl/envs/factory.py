@@ -24,7 +24,8 @@ def make_env(
             ``scenario_kwargs``; for ``pettingzoo`` (MPE): ``scenario``,
             ``num_envs``, ``max_steps``, ``continuous_actions``, ``scenario_kwargs``;
             for ``mamujoco``: ``scenario``, ``agent_conf``, ``num_envs``,
-            ``max_steps``, ``obs_mode``, ``agent_obsk``, ``env_kwargs``). The
+            ``max_steps``, ``obs_mode``, ``agent_obsk``, ``clip_actions``,
+            ``normalize_actions``, ``env_kwargs``). The
             ``pettingzoo`` and ``mamujoco`` modules are imported only when used, so
             a missing optional package fails only for its own family.
         num_envs: overrides ``env_cfg["num_envs"]`` (evaluation envs use their own).
@@ -82,6 +83,7 @@ def make_env(
             obs_mode=env_cfg.get("obs_mode", "local"),
             agent_obsk=env_cfg.get("agent_obsk", 1),
             clip_actions=env_cfg.get("clip_actions", True),
+            normalize_actions=env_cfg.get("normalize_actions", False),
             seed=seed,
             device=device,
             **dict(env_cfg.get("env_kwargs") or {}),

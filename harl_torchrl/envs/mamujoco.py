@@ -25,13 +25,14 @@ from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_cho
 ObsMode = Literal["local", "global"]
 OBS_MODES = ("local", "global")
 
-#: Every scenario and agent configuration (``agent_conf``) that MaMuJoCo v1 factorises.
+#: Every scenario and agent configuration (``agent_conf``) supported: those MaMuJoCo v1
+#: factorises itself, plus :data:`ONE_AGENT_PER_JOINT` (built by :func:`mamujoco_factorization`).
 MAMUJOCO_TASKS: dict[str, tuple[str, ...]] = {
     "Ant": ("2x4", "2x4d", "4x2"),
     "HalfCheetah": ("2x3", "6x1"),
     "Hopper": ("3x1",),
-    "Humanoid": ("9|8",),
-    "HumanoidStandup": ("9|8",),
+    "Humanoid": ("9|8", "17x1"),
+    "HumanoidStandup": ("9|8", "17x1"),
     "Pusher": ("3p",),
     "Reacher": ("2x1",),
     "Swimmer": ("2x1",),
@@ -44,6 +45,11 @@ MAMUJOCO_TASKS: dict[str, tuple[str, ...]] = {
 #: local observations are unclipped: those are built by MaMuJoCo, one copy at a time.
 GATHER_FROM_STATE = frozenset({"HalfCheetah", "Humanoid", "HumanoidStandup", "Swimmer"})
 
+#: Agent configurations that MaMuJoCo v1 does not define, built as custom factorizations with
+#: one agent per actuated joint: ``{(scenario, agent_conf): number of actuators}``. The
+#: reference HARL implementation's Humanoid 17x1 (its headline many-agent task) is one.
+ONE_AGENT_PER_JOINT: dict[tuple[str, str], int] = {("Humanoid", "17x1"): 17, ("HumanoidStandup", "17x1"): 17}
+
 MUJOCO_EXTRA_HINT = "pip install 'harl-torchrl[mujoco]'"
 
 
@@ -55,6 +61,77 @@ def mamujoco_task_names() -> list[str]:
         True
     """
     return [f"{scenario} {conf}" for scenario, confs in sorted(MAMUJOCO_TASKS.items()) for conf in confs]
+
+
+def mamujoco_factorization(scenario: str, agent_conf: str) -> dict[str, Any] | None:
+    """The custom ``agent_factorization`` of a task MaMuJoCo does not define, else ``None``.
+
+    For the tasks in :data:`ONE_AGENT_PER_JOINT`, MaMuJoCo's own body graph of the
+    scenario (``get_parts_and_edges(scenario, None)``: every joint in one part, the
+    hyper-edges between joints and the global torso node) is split into one agent per
+    joint, agent ``i`` driving actuator ``i`` (``Node.act_ids``): the reference HARL
+    implementation's mapping, which concatenates the agents' actions in agent order.
+    Edges and globals are MaMuJoCo's, so local observations (``agent_obsk``) follow
+    its graph as for the built-in configurations.
+
+    Args:
+        scenario: e.g. ``"Humanoid"``.
+        agent_conf: e.g. ``"17x1"``.
+
+    Returns:
+        ``{"partition": [(node,), ...], "edges": [...], "globals": [...]}`` to pass as
+        ``mamujoco_v1.parallel_env(..., agent_factorization=...)``, or ``None`` for a
+        configuration MaMuJoCo builds itself.
+
+    Raises:
+        MissingDependencyError: ``gymnasium-robotics`` or ``mujoco`` is not installed.
+
+    Example:
+        >>> parts = mamujoco_factorization("Humanoid", "17x1")["partition"]
+        >>> len(parts), [node.act_ids for (node,) in parts[:3]], parts[0][0].label
+        (17, [0, 1, 2], 'abdomen_y')
+        >>> mamujoco_factorization("HalfCheetah", "2x3") is None
+        True
+    """
+    size = ONE_AGENT_PER_JOINT.get((scenario, agent_conf))
+    if size is None:
+        return None
+    mamujoco_v1 = _import_mamujoco()
+    (joints,), edges, globals_ = mamujoco_v1.get_parts_and_edges(scenario, None)
+    joints = sorted(joints, key=lambda node: node.act_ids)
+    if [node.act_ids for node in joints] != list(range(size)):  # pragma: no cover - a changed MaMuJoCo graph
+        raise ConfigError(
+            f"MaMuJoCo's {scenario} graph no longer has one joint per actuator 0..{size - 1}: {agent_conf} "
+            "cannot be built from it. Fix: use a built-in agent_conf, or pin gymnasium-robotics 1.4"
+        )
+    return {"partition": [(node,) for node in joints], "edges": edges, "globals": globals_}
+
+
+def make_raw_mamujoco_env(scenario: str, agent_conf: str, **kwargs: Any) -> Any:
+    """``mamujoco_v1.parallel_env(scenario, agent_conf, ...)``, custom factorizations included.
+
+    Builds the tasks of :data:`ONE_AGENT_PER_JOINT` through
+    :func:`mamujoco_factorization`; MaMuJoCo's C-level warnings are routed as in
+    :func:`mujoco_warnings_as_python_warnings`. This is the raw PettingZoo env that
+    :class:`MaMuJoCoTeamEnv` batches.
+
+    Args:
+        scenario: e.g. ``"Humanoid"``.
+        agent_conf: e.g. ``"17x1"`` or ``"9|8"``.
+        **kwargs: forwarded to ``mamujoco_v1.parallel_env`` (``agent_obsk``,
+            ``max_episode_steps``, Gymnasium keyword arguments).
+
+    Example:
+        >>> raw = make_raw_mamujoco_env("Humanoid", "17x1")
+        >>> len(raw.possible_agents), raw.action_space("agent_16").shape
+        (17, (1,))
+    """
+    mamujoco_v1 = _import_mamujoco()
+    factorization = mamujoco_factorization(scenario, agent_conf)
+    if factorization is not None:
+        kwargs = {**kwargs, "agent_factorization": factorization}
+    with mujoco_warnings_as_python_warnings():
+        return mamujoco_v1.parallel_env(scenario, agent_conf, **kwargs)
 
 
 def _import_mamujoco() -> Any:
@@ -170,7 +247,9 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
 
     Args:
         scenario: a MuJoCo scenario, e.g. ``"HalfCheetah"`` (see :data:`MAMUJOCO_TASKS`).
-        agent_conf: the agent factorisation, e.g. ``"2x3"``.
+        agent_conf: the agent factorisation, e.g. ``"2x3"``; those of
+            :data:`ONE_AGENT_PER_JOINT` (Humanoid ``"17x1"``) are built by
+            :func:`mamujoco_factorization`.
         num_envs: number of copies.
         max_steps: episode length, reported as truncation (1000 in MuJoCo).
         obs_mode: ``"local"`` or ``"global"`` (see above).
@@ -181,6 +260,15 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
             ``False`` passes them unclipped, as the reference implementation does:
             MuJoCo still clamps the controls, but the control cost is charged on
             the unclipped action, so returns are comparable with its published ones.
+        normalize_actions: the agents act in ``[-1, 1]`` and each action entry is
+            mapped affinely onto its actuator's range before stepping,
+            :math:`u = low + (a + 1)(high - low) / 2`, as the reference's
+            ``NormalizedActions`` wrapper does. The identity for robots whose range
+            is ``[-1, 1]`` (HalfCheetah, Hopper, Walker2d, Ant); for Humanoid
+            (``[-0.4, 0.4]``) :math:`u = 0.4 a`, so the policy's noise and the control
+            cost are those of the reference. With ``clip_actions`` the action is
+            clipped to ``[-1, 1]`` first; without, the mapped action is unclipped.
+            ``False`` (default): the action specs are the env's own box.
         seed: copy ``i`` is seeded with ``seed + i`` at its next reset.
         device: where the output tensors live (MuJoCo runs on the CPU).
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``);
@@ -210,6 +298,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         agent_obsk: int = 1,
         standardize_state: bool | None = None,
         clip_actions: bool = True,
+        normalize_actions: bool = False,
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **env_kwargs: Any,
@@ -225,15 +314,23 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         mamujoco_v1 = _import_mamujoco()
         super().__init__(num_envs=num_envs, max_steps=max_steps, device=device)
         self._clip_actions = bool(clip_actions)
+        self.normalize_actions = bool(normalize_actions)
         self.scenario_name = scenario
         self.agent_conf = agent_conf
         self.obs_mode = obs_mode
         self.agent_obsk = agent_obsk
         self.standardize_state = obs_mode == "global" if standardize_state is None else bool(standardize_state)
 
+        factorization = mamujoco_factorization(scenario, agent_conf)  # e.g. Humanoid 17x1; None: MaMuJoCo's own
+
         def make_env() -> Any:
             return mamujoco_v1.parallel_env(
-                scenario, agent_conf, agent_obsk=agent_obsk, max_episode_steps=max_steps, **env_kwargs
+                scenario,
+                agent_conf,
+                agent_obsk=agent_obsk,
+                agent_factorization=factorization,
+                max_episode_steps=max_steps,
+                **env_kwargs,
             )
 
         try:
@@ -254,6 +351,15 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
             )
             for name in agents
         }
+        # every actuator's range, for normalize_actions' affine map of the joint action vector
+        joint_space = first.single_agent_env.action_space
+        self._joint_low = np.asarray(joint_space.low, dtype=np.float64)
+        self._joint_half_range = (np.asarray(joint_space.high, dtype=np.float64) - self._joint_low) / 2.0
+        if self.normalize_actions:
+            action_spaces = {
+                name: ActionSpace(low=-np.ones_like(space.low), high=np.ones_like(space.high))
+                for name, space in action_spaces.items()
+            }
         if obs_mode == "global":
             obs_dims = {name: self.state_dim + len(agents) for name in agents}
         else:
@@ -285,7 +391,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         for _ in range(20):  # bang-bang actions: large velocities and forces
             actions = {}
             for name in self.agent_names:
-                space = self.action_spaces[name]
+                space = probe.action_space(name)  # the env's own box (our specs may be normalised)
                 actions[name] = np.where(rng.random(space.shape) < 0.5, space.low, space.high).astype(np.float64)
             obs, *_ = probe.step(actions)
             state = probe.state()
@@ -323,6 +429,8 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         joint = np.empty((n, self._action_dim), dtype=np.float64)
         for name, slots in zip(self.agent_names, self._action_slots, strict=True):
             joint[:, slots] = actions[name]
+        if self.normalize_actions:  # [-1, 1] -> each actuator's range, as the reference's NormalizedActions
+            joint = self._joint_low + (joint + 1.0) * self._joint_half_range
         state = np.empty((n, self.state_dim), dtype=np.float64)
         reward = np.empty(n, dtype=np.float64)
         terminated = np.empty(n, dtype=bool)
@@ -469,6 +577,7 @@ def make_mamujoco_env(
     obs_mode: ObsMode = "local",
     agent_obsk: int = 1,
     clip_actions: bool = True,
+    normalize_actions: bool = False,
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **env_kwargs: Any,
@@ -487,6 +596,8 @@ def make_mamujoco_env(
             ``False`` the raw action reaches the env, as in the reference
             implementation: MuJoCo still clamps the controls, but the control cost
             is charged on the unclipped action.
+        normalize_actions: act in ``[-1, 1]``, mapped onto each actuator's range
+            (the reference's ``NormalizedActions``; see :class:`MaMuJoCoTeamEnv`).
         seed: copy ``i`` gets ``seed + i``.
         device: where the output tensors live.
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (see :class:`MaMuJoCoTeamEnv`).
@@ -505,6 +616,7 @@ def make_mamujoco_env(
         obs_mode=obs_mode,
         agent_obsk=agent_obsk,
         clip_actions=clip_actions,
+        normalize_actions=normalize_actions,
         seed=seed,
         device=device,
         **env_kwargs,

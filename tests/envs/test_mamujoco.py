@@ -8,7 +8,13 @@ from tensordict import TensorDict
 from torchrl.envs.utils import check_env_specs
 
 from harl_torchrl.envs import MaMuJoCoTeamEnv, make_env, make_mamujoco_env
-from harl_torchrl.envs.mamujoco import mujoco_warnings_as_python_warnings, reference_standardize
+from harl_torchrl.envs.mamujoco import (
+    ONE_AGENT_PER_JOINT,
+    make_raw_mamujoco_env,
+    mamujoco_factorization,
+    mujoco_warnings_as_python_warnings,
+    reference_standardize,
+)
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 
 pytest.importorskip("gymnasium_robotics")
@@ -38,6 +44,49 @@ def test_specs_pass_torchrl_checks(scenario, agent_conf, obs_mode):
         assert torch.equal(spec.space.high, torch.ones(spec.shape))
 
 
+@pytest.mark.parametrize("obs_mode", ["local", "global"])
+def test_humanoid_17x1_specs_pass_torchrl_checks(obs_mode):
+    env = make_mamujoco_env("Humanoid", "17x1", num_envs=2, obs_mode=obs_mode, seed=0)
+    check_env_specs(env, seed=0)
+    assert env.agent_names == [f"agent_{i}" for i in range(17)]
+    assert env.group_map == {name: [name] for name in env.agent_names}
+    for name in env.agent_names:
+        spec = env.full_action_spec_unbatched[name, "action"]
+        assert spec.shape == (1,)
+        assert torch.equal(spec.space.low, torch.full((1,), -0.4))
+        assert torch.equal(spec.space.high, torch.full((1,), 0.4))
+    sizes = {env.full_observation_spec_unbatched[a, "observation"].shape[-1] for a in env.agent_names}
+    assert sizes == ({348 + 17} if obs_mode == "global" else {92, 64, 61, 85, 38})
+    assert env.full_observation_spec_unbatched["state"].shape == (348,)
+
+
+def test_humanoid_17x1_is_one_agent_per_actuated_joint():
+    """Agent i drives actuator i alone (the reference's 17x1), over MaMuJoCo's own Humanoid graph."""
+    from gymnasium_robotics import mamujoco_v1
+
+    factorization = mamujoco_factorization("Humanoid", "17x1")
+    parts = factorization["partition"]
+    assert [len(part) for part in parts] == [1] * 17
+    (all_joints,), edges, _ = mamujoco_v1.get_parts_and_edges("Humanoid", None)
+    assert sorted(node.label for (node,) in parts) == sorted(node.label for node in all_joints)
+    assert [node.label for (node,) in parts][:4] == ["abdomen_y", "abdomen_z", "abdomen_x", "right_hip_x"]
+    assert len(factorization["edges"]) == len(edges)
+    raw = make_raw_mamujoco_env("Humanoid", "17x1")
+    for i in range(17):
+        actions = {a: np.zeros(1) for a in raw.possible_agents}
+        actions[f"agent_{i}"] = np.ones(1)
+        np.testing.assert_array_equal(raw.map_local_actions_to_global_action(actions), np.eye(17)[i])
+    # agent_obsk=0: each agent observes its own joint (position and velocity) and the torso
+    raw0 = make_raw_mamujoco_env("Humanoid", "17x1", agent_obsk=0)
+    obs, _ = raw0.reset(seed=0)
+    data = raw0.single_agent_env.unwrapped.data
+    for i, (node,) in enumerate(parts):
+        assert data.qpos[node.qpos_ids] in obs[f"agent_{i}"]
+        assert data.qvel[node.qvel_ids] in obs[f"agent_{i}"]
+    assert mamujoco_factorization("Humanoid", "9|8") is None
+    assert ("Humanoid", "17x1") in ONE_AGENT_PER_JOINT
+
+
 def test_halfcheetah_6x1_agents_are_groups_of_different_sizes():
     env = make_mamujoco_env("HalfCheetah", "6x1", num_envs=2, seed=0)
     assert env.group_map == {f"agent_{i}": [f"agent_{i}"] for i in range(6)}
@@ -61,15 +110,15 @@ def test_halfcheetah_6x1_agents_are_groups_of_different_sizes():
         ("Reacher", "2x1"),
         ("Ant", "2x4"),
         ("Humanoid", "9|8"),
+        ("Humanoid", "17x1"),  # a custom factorization: one agent per actuated joint
     ],
 )
 def test_matches_the_raw_parallel_env(scenario, agent_conf):
     """Same seeds, same actions: our batched env and mamujoco_v1.parallel_env agree exactly."""
-    from gymnasium_robotics import mamujoco_v1
-
     env = make_mamujoco_env(scenario, agent_conf, num_envs=2, seed=5)
-    with mujoco_warnings_as_python_warnings():  # no MUJOCO_LOG.TXT in the working directory
-        raws = [mamujoco_v1.parallel_env(scenario, agent_conf) for _ in range(2)]
+    # mamujoco_v1.parallel_env(scenario, agent_conf), with the custom factorization for 17x1
+    # (checked on its own in test_humanoid_17x1_is_one_agent_per_actuated_joint)
+    raws = [make_raw_mamujoco_env(scenario, agent_conf) for _ in range(2)]
     td = env.reset()
     for i, raw in enumerate(raws):
         raw.reset(seed=5 + i)
@@ -274,3 +323,29 @@ def test_factory_builds_the_family_from_a_config():
     assert env._envs[0].single_agent_env.unwrapped._ctrl_cost_weight == 0.0
     with pytest.raises(ConfigError, match="agent_conf"):
         make_env({"family": "mamujoco", "scenario": "Walker2d"})
+
+
+@pytest.mark.parametrize("clip_actions", [True, False])
+def test_normalized_actions_are_mapped_onto_the_actuator_range(clip_actions):
+    """normalize_actions: the agents act in [-1, 1]; Humanoid's [-0.4, 0.4] receives 0.4 a (the reference's)."""
+    env = make_mamujoco_env(
+        "Humanoid", "17x1", num_envs=1, normalize_actions=True, clip_actions=clip_actions, max_steps=50, seed=3
+    )
+    for name in env.agent_names:
+        space = env.full_action_spec_unbatched[name, "action"].space
+        assert torch.equal(space.low, -torch.ones(1)) and torch.equal(space.high, torch.ones(1))
+    raw = make_raw_mamujoco_env("Humanoid", "17x1")
+    td = env.reset()
+    raw.reset(seed=3)
+    values = np.linspace(-1.5, 1.5, 17)  # some outside [-1, 1]: clipped, or mapped beyond the box
+    for step in range(3):
+        action = {a: np.array([values[(k + step) % 17]]) for k, a in enumerate(env.agent_names)}
+        td = env.step(td.update({(a, "action"): torch.tensor(v[None], dtype=torch.float32) for a, v in action.items()}))
+        unit = {a: np.clip(v, -1.0, 1.0) if clip_actions else v for a, v in action.items()}
+        obs, rewards, _, _, _ = raw.step({a: 0.4 * v.astype(np.float32).astype(np.float64) for a, v in unit.items()})
+        assert td["next", "reward"].item() == pytest.approx(rewards["agent_0"], rel=1e-6, abs=1e-5)
+        for a in env.agent_names:
+            np.testing.assert_allclose(td["next", a, "observation"][0].numpy(), obs[a], rtol=1e-5, atol=1e-5)
+        td = td["next"]
+    plain = make_mamujoco_env("Humanoid", "17x1", num_envs=1, seed=3)
+    assert torch.equal(plain.full_action_spec_unbatched["agent_0", "action"].space.high, torch.full((1,), 0.4))
