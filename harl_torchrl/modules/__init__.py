@@ -5,6 +5,7 @@ from harl_torchrl.modules.batched import BatchedJointPolicy
 from harl_torchrl.modules.critics import (
     CentralValueNet,
     Denormalize,
+    critic_value_norm,
     make_central_critic,
     observation_critic_inputs,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "MaskedCategorical",
     "SquashedNormal",
     "ValueNorm",
+    "critic_value_norm",
     "is_recurrent",
     "joint_policy",
     "make_actors",

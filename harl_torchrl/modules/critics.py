@@ -9,6 +9,7 @@ from tensordict.nn import TensorDictModule, TensorDictModuleBase, TensorDictSequ
 from tensordict.utils import NestedKey
 from torch import nn
 
+from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 from harl_torchrl.modules.recurrent import recurrent_network
 from harl_torchrl.modules.value_norm import ValueNorm
@@ -73,7 +74,9 @@ def make_central_critic(
     Args:
         in_keys: the entries concatenated into the critic's input.
         in_features: their total size.
-        value_norm: the running normaliser shared with the value loss, or ``None``.
+        value_norm: the running normaliser (``ValueNorm()``, the reference's and the
+            recipes' default), or ``None``. The value loss takes it from here
+            (``CentralValueLoss(critic)``) and updates it.
         hidden_sizes: trunk widths.
         activation: trunk activation.
         feature_norm: LayerNorm the input first.
@@ -113,6 +116,29 @@ def make_central_critic(
         )
     denorm = TensorDictModule(Denormalize(value_norm), in_keys=[value_keys[0]], out_keys=[value_keys[1]])
     return TensorDictSequential(net, denorm)
+
+
+def critic_value_norm(critic: nn.Module) -> ValueNorm | None:
+    """The :class:`ValueNorm` a critic denormalises with (its :class:`Denormalize` step), or ``None``.
+
+    Raises:
+        ConfigError: the critic holds several different normalisers.
+
+    Example:
+        >>> norm = ValueNorm()
+        >>> critic_value_norm(make_central_critic(["state"], 3, value_norm=norm)) is norm
+        True
+    """
+    norms = {
+        id(m.value_norm): m.value_norm
+        for m in critic.modules()
+        if isinstance(m, Denormalize) and m.value_norm is not None
+    }
+    if len(norms) > 1:
+        raise ConfigError(
+            f"the critic holds {len(norms)} different ValueNorms; give each critic its own CentralValueLoss"
+        )
+    return next(iter(norms.values()), None)
 
 
 def observation_critic_inputs(env) -> tuple[list[NestedKey], int]:

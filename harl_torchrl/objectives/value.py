@@ -11,9 +11,10 @@ from tensordict.utils import NestedKey
 from torch.nn import functional as F
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
-from torchrl.objectives.value import GAE
+from torchrl.objectives.value import GAE, ValueEstimatorBase
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.critics import critic_value_norm
 from harl_torchrl.modules.value_norm import ValueNorm
 
 
@@ -37,19 +38,34 @@ class CentralValueLoss(LossModule):
     The critic must be a two-step module as built by
     :func:`~harl_torchrl.modules.make_central_critic`: a network writing
     ``"state_value_normalized"`` followed by a denormaliser writing
-    ``"state_value"`` (return units). :meth:`compute_advantage` runs the whole
-    critic on the batch and its ``"next"`` states, then GAE, so advantages are
-    computed from denormalised values and the normalised predictions are stored
-    for the clipped loss.
+    ``"state_value"`` (return units). The loss uses the critic's own
+    :class:`~harl_torchrl.modules.ValueNorm` (the one given to
+    ``make_central_critic``), so the two cannot disagree.
 
-    Reads ``"value_target"``, ``"state_value_normalized"`` (when clipping) and the
-    critic's inputs. Writes ``"loss_critic"`` and the diagnostics
-    ``"value_clip_fraction"`` and ``"explained_variance"``.
+    Advantages, either way:
+
+    * :meth:`compute_advantage` runs the whole critic on the batch and its
+      ``"next"`` states, then GAE: advantages from denormalised values, and the
+      normalised predictions stored for the clipped loss;
+    * or TorchRL's own ``GAE(gamma=..., lmbda=..., value_network=critic)(batch)``
+      (also accepted by :meth:`make_value_estimator`). It keeps only
+      ``"state_value"``; :meth:`update_value_norm` (which
+      :class:`~harl_torchrl.sequential.CriticTrainer` calls once per iteration)
+      recovers ``"state_value_normalized"`` from it exactly, with the statistics
+      the values were denormalised with, before moving them. The critic runs once
+      per state in both cases.
+
+    Reads ``"value_target"``, ``"state_value_normalized"`` (when clipping; without
+    a value normaliser ``"state_value"`` stands in for it) and the critic's inputs.
+    Writes ``"loss_critic"`` and the diagnostics ``"value_clip_fraction"`` and
+    ``"explained_variance"``.
 
     Args:
         critic_network: the centralised critic (see above).
-        value_norm: the :class:`~harl_torchrl.modules.ValueNorm` shared with the
-            critic's denormaliser, or ``None``.
+        value_norm: leave it out (``None``): the loss takes the critic's
+            normaliser. A value normaliser passed here must be that same object;
+            any other raises, since targets normalised with other statistics than
+            the critic's denormaliser train the critic towards the wrong values.
         clip_value: the clip range :math:`c` (reference: 0.2), or ``None``.
         loss_type: ``"huber"`` (default) or ``"mse"``.
         huber_delta: Huber threshold.
@@ -58,10 +74,12 @@ class CentralValueLoss(LossModule):
     Example:
         >>> from tensordict import TensorDict
         >>> from harl_torchrl.modules import make_central_critic
-        >>> critic = make_central_critic(["state"], 3)
-        >>> loss = CentralValueLoss(critic)
+        >>> from harl_torchrl.modules import ValueNorm
+        >>> critic = make_central_critic(["state"], 3, value_norm=ValueNorm())
+        >>> loss = CentralValueLoss(critic)  # uses the critic's ValueNorm
         >>> td = TensorDict({"state": torch.randn(6, 3), "value_target": torch.randn(6, 1)}, [6])
         >>> td["state_value_normalized"] = torch.zeros(6, 1)
+        >>> loss.update_value_norm(td)  # once per iteration, before the epochs
         >>> loss(td)["loss_critic"].backward()
     """
 
@@ -97,9 +115,18 @@ class CentralValueLoss(LossModule):
             raise ConfigError(f"clip_value must be > 0 or None, got {clip_value}")
         if reduction not in ("mean", "sum", "none"):
             raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        own_norm = critic_value_norm(critic_network)
+        if value_norm is not None and value_norm is not own_norm:
+            critic_has = "another ValueNorm" if own_norm is not None else "no ValueNorm"
+            raise ConfigError(
+                f"CentralValueLoss got a value_norm but the critic denormalises with {critic_has}: targets and "
+                "predictions would be in different units. Give the ValueNorm to "
+                "make_central_critic(..., value_norm=ValueNorm()) only and build CentralValueLoss(critic) without "
+                "value_norm: the loss takes the critic's."
+            )
         super().__init__()
         self.critic_network = critic_network
-        self.value_norm = value_norm
+        self.value_norm = own_norm
         self.clip_value = clip_value
         self.loss_type = loss_type
         self.huber_delta = huber_delta
@@ -116,9 +143,48 @@ class CentralValueLoss(LossModule):
         return error.pow(2)
 
     def update_value_norm(self, tensordict: TensorDictBase) -> None:
-        """Moves the value normaliser towards this batch's value targets (no-op without one)."""
-        if self.value_norm is not None:
-            self.value_norm.update(tensordict.get(self.tensor_keys.value_target))
+        """Moves the value normaliser towards this batch's value targets (no-op without one).
+
+        Call it once per iteration, after the advantage and before the critic's
+        epochs (:class:`~harl_torchrl.sequential.CriticTrainer` does). When the
+        batch has ``"state_value"`` but no ``"state_value_normalized"`` (TorchRL's
+        ``GAE(value_network=critic)`` writes only the former), it first writes the
+        latter, ``normalize(state_value)`` with the statistics the values were
+        denormalised with, so that the clipped loss sees the stored predictions.
+
+        Reads ``"value_target"`` and ``"state_value"``; may write
+        ``"state_value_normalized"`` into ``tensordict``.
+        """
+        if self.value_norm is None:
+            return
+        if tensordict.get(self.tensor_keys.value_normalized, None) is None:
+            value = tensordict.get(self.tensor_keys.value, None)
+            if value is not None:
+                tensordict.set(self.tensor_keys.value_normalized, self.value_norm.normalize(value.detach()))
+        self.value_norm.update(tensordict.get(self.tensor_keys.value_target))
+
+    def _old_prediction(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The normalised prediction stored at collection time, for the clipped term."""
+        old = tensordict.get(self.tensor_keys.value_normalized, None)
+        if old is None and self.value_norm is None:
+            # without a normaliser the return-unit value GAE stored is the same number
+            old = tensordict.get(self.tensor_keys.value, None)
+        if old is None:
+            raise KeyError(
+                f"clip_value={self.clip_value} needs the prediction stored at collection time under "
+                f"{self.tensor_keys.value_normalized!r} (the critic writes it). With TorchRL's GAE, which keeps only "
+                f"{self.tensor_keys.value!r}, call loss.update_value_norm(batch) once before the critic's epochs "
+                "(CriticTrainer does): it recovers it. Or pass clip_value=None"
+            )
+        return old.detach()
+
+    def _check_value_norm_updated(self) -> None:
+        if self.value_norm is not None and float(self.value_norm.debiasing_term) == 0.0:
+            raise ConfigError(
+                "the critic's ValueNorm has never been updated, so its targets are normalised with placeholder "
+                "statistics: train the critic with CriticTrainer, or call loss.update_value_norm(batch) once per "
+                "iteration before the critic's epochs"
+            )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """Computes ``"loss_critic"`` on ``tensordict`` (left unmodified)."""
@@ -126,17 +192,13 @@ class CentralValueLoss(LossModule):
         if target is None:
             raise KeyError(f"{self.tensor_keys.value_target!r} is missing: run the value estimator (GAE) first")
         if self.value_norm is not None:
+            self._check_value_norm_updated()
             target = self.value_norm.normalize(target)
         prediction = self.network(tensordict.copy()).get(self.tensor_keys.value_normalized)
         loss = self._distance(target - prediction)
         td_out = TensorDict({})
         if self.clip_value is not None:
-            old = tensordict.get(self.tensor_keys.value_normalized, None)
-            if old is None:
-                raise KeyError(
-                    f"clip_value={self.clip_value} needs the prediction stored at collection time under "
-                    f"{self.tensor_keys.value_normalized!r} (the critic writes it); or pass clip_value=None"
-                )
+            old = self._old_prediction(tensordict)
             clipped = old + (prediction - old).clamp(-self.clip_value, self.clip_value)
             loss = torch.maximum(loss, self._distance(target - clipped))
             with torch.no_grad():
@@ -147,27 +209,67 @@ class CentralValueLoss(LossModule):
             td_out.set("explained_variance", 1.0 - residual / torch.var(target, correction=0).clamp_min(1e-8))
         return td_out
 
-    def make_value_estimator(self, value_type: ValueEstimators | None = None, **hyperparams) -> CentralValueLoss:
-        """Builds the advantage estimator used by :meth:`compute_advantage`.
+    def make_value_estimator(
+        self, value_type: ValueEstimators | ValueEstimatorBase | type[ValueEstimatorBase] | None = None, **hyperparams
+    ) -> CentralValueLoss:
+        """Sets the advantage estimator used by :meth:`compute_advantage` (TorchRL's contract).
 
         Args:
-            value_type: only ``ValueEstimators.GAE`` (the default) is supported.
-            **hyperparams: forwarded to :class:`~torchrl.objectives.value.GAE`;
-                ``gamma`` defaults to 0.99 and ``lmbda`` to 0.95 (the reference's).
+            value_type: ``ValueEstimators.GAE`` or ``None`` (default: GAE built
+                here); a :class:`~torchrl.objectives.value.ValueEstimatorBase`
+                instance, e.g. ``GAE(gamma=0.99, lmbda=0.95, value_network=critic)``
+                (its ``value_network`` must be this loss's critic, or ``None``); or
+                such a class, built with ``hyperparams``.
+            **hyperparams: forwarded to the estimator's class; for GAE ``gamma``
+                defaults to 0.99 and ``lmbda`` to 0.95 (the reference's), and
+                ``value_network`` to ``None`` (:meth:`compute_advantage` runs the
+                critic itself).
 
         Returns:
-            ``self``, with ``value_estimator`` set.
+            ``self``, with ``value_estimator`` set; its keys follow this loss's
+            (``set_keys``).
+
+        Raises:
+            ConfigError: another enum member, or an estimator whose
+                ``value_network`` is not this loss's critic.
+
+        Example:
+            >>> from torchrl.objectives.value import GAE, ValueEstimatorBase
+            >>> from harl_torchrl.modules import make_central_critic
+            >>> critic = make_central_critic(["state"], 3)
+            >>> loss = CentralValueLoss(critic).make_value_estimator(GAE(gamma=0.9, lmbda=0.9, value_network=critic))
+            >>> loss.value_estimator.value_network is critic
+            True
         """
         if value_type is None:
             value_type = self.default_value_estimator
-        if value_type != ValueEstimators.GAE:
-            raise ConfigError(f"CentralValueLoss supports the GAE value estimator only, got {value_type}")
-        hyperparams.setdefault("gamma", 0.99)
-        hyperparams.setdefault("lmbda", 0.95)
-        # values are computed by compute_advantage (which also keeps the normalised ones)
-        self._value_estimator = GAE(value_network=None, **hyperparams)
+        if isinstance(value_type, type) and issubclass(value_type, ValueEstimatorBase):
+            hyperparams.setdefault("value_network", None)
+            if value_type is GAE or issubclass(value_type, GAE):
+                hyperparams.setdefault("gamma", 0.99)
+                hyperparams.setdefault("lmbda", 0.95)
+            estimator = value_type(**hyperparams)
+        elif isinstance(value_type, ValueEstimatorBase):
+            estimator = value_type
+        elif value_type == ValueEstimators.GAE:
+            hyperparams.setdefault("gamma", 0.99)
+            hyperparams.setdefault("lmbda", 0.95)
+            # values are computed by compute_advantage (which also keeps the normalised ones)
+            estimator = GAE(value_network=None, **hyperparams)
+        else:
+            raise ConfigError(
+                f"CentralValueLoss builds the GAE value estimator only, got {value_type}; pass an estimator instance "
+                "(e.g. torchrl.objectives.value.GAE(..., value_network=critic)) or class instead"
+            )
+        if estimator.value_network is not None and estimator.value_network is not self.critic_network:
+            raise ConfigError(
+                f"the value estimator's value_network is not this loss's critic: advantages would come from another "
+                f"network than the one trained here. Build it with value_network=critic (the module passed to "
+                f"CentralValueLoss) or value_network=None; got {type(estimator.value_network).__name__}"
+            )
+        self._value_estimator = estimator
         self._forward_value_estimator_keys()
-        self.value_type = value_type
+        self.value_type = type(estimator) if isinstance(value_type, (type, ValueEstimatorBase)) else value_type
         return self
 
     @torch.no_grad()
@@ -176,8 +278,10 @@ class CentralValueLoss(LossModule):
 
         Runs the critic on ``tensordict`` and ``tensordict["next"]`` (writing
         ``"state_value_normalized"`` and ``"state_value"`` in both), then the value
-        estimator. GAE bootstraps from the next state's value unless
-        ``("next", "terminated")``: truncated episodes are bootstrapped.
+        estimator; an estimator built with ``value_network=critic`` runs the
+        critic itself instead (``"state_value_normalized"`` is then recovered by
+        :meth:`update_value_norm`). GAE bootstraps from the next state's value
+        unless ``("next", "terminated")``: truncated episodes are bootstrapped.
 
         Args:
             tensordict: on-policy data ``[*B, T]`` with a time dimension last (as
@@ -188,8 +292,9 @@ class CentralValueLoss(LossModule):
         """
         if self._value_estimator is None:
             self.make_value_estimator()
-        self.critic_network(tensordict)
-        self.critic_network(tensordict.get("next"))
+        if self._value_estimator.value_network is None:
+            self.critic_network(tensordict)
+            self.critic_network(tensordict.get("next"))
         return self._value_estimator(tensordict)
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
