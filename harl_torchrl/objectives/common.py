@@ -14,7 +14,42 @@ from torchrl.objectives import LossModule
 from harl_torchrl.errors import ConfigError
 
 
-class HAPolicyLoss(LossModule):
+class NoValueEstimator:
+    """Mixin of losses that read an advantage computed elsewhere: no value estimator of their own.
+
+    TorchRL's :class:`~torchrl.objectives.LossModule` would answer
+    ``make_value_estimator(...)`` and ``value_estimator`` with ``NotImplementedError:
+    Unknown value type None``; these say where the estimator lives instead.
+    """
+
+    def _no_value_estimator(self) -> ConfigError:
+        keys = getattr(self, "tensor_keys", None)
+        where = f" at {keys.advantage!r}" if hasattr(keys, "advantage") else ""
+        return ConfigError(
+            f"{type(self).__name__} has no value estimator: the advantage it reads{where} comes from the "
+            "centralised critic's loss. Build the estimator there, value_loss = CentralValueLoss(critic); "
+            "value_loss.make_value_estimator(gamma=0.99, lmbda=0.95) (or pass it TorchRL's "
+            "GAE(..., value_network=critic)), and call value_loss.compute_advantage(batch) before the policy update"
+        )
+
+    def make_value_estimator(self, value_type=None, **hyperparams):
+        """Refused: see the class docstring (raises :class:`~harl_torchrl.errors.ConfigError`)."""
+        raise self._no_value_estimator()
+
+    @property
+    def value_estimator(self):
+        """Refused: see the class docstring (raises :class:`~harl_torchrl.errors.ConfigError`)."""
+        raise self._no_value_estimator()
+
+    @value_estimator.setter
+    def value_estimator(self, value) -> None:
+        raise self._no_value_estimator()
+
+    def _forward_value_estimator_keys(self, **kwargs) -> None:
+        """No value estimator: the critic is trained by its own loss."""
+
+
+class HAPolicyLoss(NoValueEstimator, LossModule):
     r"""Base class of the per-agent policy losses of the sequential scheme.
 
     For agent :math:`i_m` (the :math:`m`-th in this iteration's order) it provides
@@ -34,6 +69,15 @@ class HAPolicyLoss(LossModule):
           log-probability under the behaviour policy; taken from the actor
           (``(agent, "action")``, ``(agent, "action_log_prob")``) by default.
 
+    The class-level ``default_keys`` show TorchRL's generic ``"action"`` and
+    ``"action_log_prob"``: an instance replaces them with its actor's keys, so read
+    ``loss.tensor_keys`` for what it uses; ``set_keys(action=None)`` restores the
+    actor's key, not the generic one.
+
+    There is no value estimator here: ``make_value_estimator`` and
+    ``value_estimator`` raise and point to
+    :class:`~harl_torchrl.objectives.CentralValueLoss`, which computes the advantage.
+
     Args:
         actor_network: the agent's probabilistic actor.
         entropy_coeff: weight of the entropy bonus (0 disables it).
@@ -43,7 +87,11 @@ class HAPolicyLoss(LossModule):
 
     @dataclass
     class _AcceptedKeys:
-        """Configurable input keys (see the class docstring)."""
+        """Configurable input keys (see the class docstring).
+
+        ``action`` and ``sample_log_prob`` are placeholders: an instance takes them
+        from its actor (e.g. ``("agent_0", "action")``).
+        """
 
         advantage: NestedKey = "advantage"
         factor: NestedKey = "factor"
@@ -75,13 +123,32 @@ class HAPolicyLoss(LossModule):
         self.actor_network = actor_network
         self.reduction = reduction
         self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
+        self._actor_keys: dict[str, NestedKey] = {}
         log_prob_keys = getattr(actor_network, "log_prob_keys", None)
         sample_keys = getattr(actor_network, "dist_sample_keys", None)
         if log_prob_keys and sample_keys:
-            self.set_keys(action=sample_keys[0], sample_log_prob=log_prob_keys[0])
+            self._actor_keys = {"action": sample_keys[0], "sample_log_prob": log_prob_keys[0]}
+            self.set_keys(**self._actor_keys)
 
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        """No value estimator: the critic is trained by its own loss."""
+    def set_keys(self, **kwargs: NestedKey | None) -> None:
+        """TorchRL's ``set_keys``; ``None`` restores the actor's action keys, not the class's generic ones.
+
+        Example:
+            >>> from torchrl.data import Bounded
+            >>> from harl_torchrl.modules import make_agent_actor
+            >>> from harl_torchrl.objectives import HAPPOLoss
+            >>> loss = HAPPOLoss(make_agent_actor("agent_0", 4, Bounded(-1.0, 1.0, shape=(2,))))
+            >>> HAPPOLoss.default_keys.action, loss.tensor_keys.action
+            ('action', ('agent_0', 'action'))
+            >>> loss.set_keys(action=("agent_0", "other"))
+            >>> loss.set_keys(action=None)
+            >>> loss.tensor_keys.action
+            ('agent_0', 'action')
+        """
+        for name, key in getattr(self, "_actor_keys", {}).items():
+            if name in kwargs and kwargs[name] is None:
+                kwargs[name] = key
+        super().set_keys(**kwargs)
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -106,7 +173,8 @@ class HAPolicyLoss(LossModule):
         if advantage is None:
             raise KeyError(
                 f"{type(self).__name__} needs the advantage at {self.tensor_keys.advantage!r}; compute it first "
-                "(e.g. with CentralValueLoss.value_estimator) or remap it with set_keys(advantage=...)"
+                "(e.g. with CentralValueLoss.compute_advantage, or TorchRL's GAE(value_network=critic)) "
+                "or remap it with set_keys(advantage=...)"
             )
         factor = tensordict.get(self.tensor_keys.factor, None)
         if factor is None:

@@ -8,8 +8,10 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torchrl.objectives import LossModule
 
+from harl_torchrl.objectives.common import NoValueEstimator
 
-class SharedPolicyLoss(LossModule):
+
+class SharedPolicyLoss(NoValueEstimator, LossModule):
     r"""Averages the per-agent losses of agents whose actors share parameters.
 
     This is how parameter-shared MAPPO trains: every agent's samples enter one
@@ -36,9 +38,6 @@ class SharedPolicyLoss(LossModule):
     def __init__(self, losses: Mapping[str, LossModule]) -> None:
         super().__init__()
         self.losses = torch.nn.ModuleDict(dict(losses))
-
-    def _forward_value_estimator_keys(self, **kwargs) -> None:
-        """No value estimator."""
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """Mean over agents of each agent's loss outputs."""

@@ -170,3 +170,26 @@ def test_entropy_bonus_sign(continuous_actors):
     td = _batch(continuous_actors, n=8)
     out = HAPPOLoss(continuous_actors["agent_0"], entropy_coeff=0.5)(td)
     torch.testing.assert_close(out["loss_entropy"], -0.5 * out["entropy"])
+
+
+@pytest.mark.parametrize("access", ["make_value_estimator", "value_estimator"])
+def test_value_estimator_points_to_the_critics_loss(continuous_actors, access):
+    from harl_torchrl.objectives import SharedPolicyLoss
+
+    losses = [HAPPOLoss(continuous_actors["agent_0"])]
+    losses.append(SharedPolicyLoss({a: HAPPOLoss(actor) for a, actor in continuous_actors.items()}))
+    for loss in losses:
+        with pytest.raises(ConfigError, match="CentralValueLoss"):
+            loss.make_value_estimator() if access == "make_value_estimator" else loss.value_estimator
+
+
+def test_resetting_a_key_restores_the_actors_key(continuous_actors):
+    loss = HAPPOLoss(continuous_actors["agent_1"])
+    assert HAPPOLoss.default_keys.action == "action"  # the class cannot know the agent
+    loss.set_keys(action=("agent_1", "other"), sample_log_prob=("agent_1", "other_log_prob"))
+    loss.set_keys(action=None, sample_log_prob=None)
+    assert loss.tensor_keys.action == ("agent_1", "action")
+    assert loss.tensor_keys.sample_log_prob == ("agent_1", "action_log_prob")
+    loss.set_keys(advantage="adv")
+    loss.set_keys(advantage=None)
+    assert loss.tensor_keys.advantage == "advantage"
