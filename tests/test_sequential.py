@@ -181,3 +181,18 @@ def test_bad_configuration():
         SequentialUpdater({}, None)
     with pytest.raises(ConfigError, match="reserved"):
         SequentialUpdater({"critic": updater.agents["agent_0"]}, None)
+
+
+def test_advantage_key_that_the_losses_would_ignore_is_refused():
+    updater, _, _, _, _ = _setup()
+    with pytest.raises(ConfigError, match=r"set_keys\(advantage='adv'\)"):
+        SequentialUpdater(updater.agents, None, advantage_key="adv")
+    # agreeing with the losses is fine
+    assert SequentialUpdater(updater.agents, None, advantage_key="advantage").advantage_keys == ["advantage"]
+
+
+def test_missing_advantage_names_the_key_and_the_fix():
+    updater, _, _, batch, _ = _setup()
+    del batch["advantage"]
+    with pytest.raises(ConfigError, match=r"no advantage at 'advantage'.*compute_advantage"):
+        updater.update(batch)

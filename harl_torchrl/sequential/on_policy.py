@@ -47,8 +47,11 @@ class SequentialUpdater:
         use_factor: ``False`` keeps ``M = 1`` for every agent (simultaneous-update
             baselines such as MAPPO/IPPO run through the same loop).
         normalize_advantage: normalise the advantage once per iteration.
-        advantage_key: where the advantage is read when a loss does not say
-            (losses with ``tensor_keys.advantage`` name their own).
+        advantage_key: where the advantage is read. Losses with
+            ``tensor_keys.advantage`` (every HA loss, TorchRL's PPO losses) name
+            their own, and an ``advantage_key`` that disagrees with one of them is
+            refused (remap the loss with ``loss.set_keys(advantage=...)``); for
+            other losses it defaults to ``"advantage"``.
         factor_key: where the factor is written.
 
     Example:
@@ -83,7 +86,7 @@ class SequentialUpdater:
         seed: int | None = None,
         use_factor: bool = True,
         normalize_advantage: bool = True,
-        advantage_key: NestedKey = "advantage",
+        advantage_key: NestedKey | None = None,
         factor_key: NestedKey = "factor",
     ) -> None:
         if not agents:
@@ -99,9 +102,13 @@ class SequentialUpdater:
         self.order = order
         self.use_factor = use_factor
         self.normalize_advantage = normalize_advantage
-        self.advantage_key = advantage_key
+        if advantage_key is not None:
+            _check_advantage_key(self.agents, advantage_key)
+        self.advantage_key = "advantage" if advantage_key is None else advantage_key
         self.factor_key = factor_key
-        self.advantage_keys = _unique([k for t in self.agents.values() for k in _advantage_keys(t.loss, advantage_key)])
+        self.advantage_keys = _unique(
+            [k for t in self.agents.values() for k in _advantage_keys(t.loss, self.advantage_key)]
+        )
         if use_factor and len(self.advantage_keys) != 1:
             raise ConfigError(
                 f"the sequential factor needs one joint advantage shared by every agent, but the losses read "
@@ -130,6 +137,7 @@ class SequentialUpdater:
             order they were updated (also in :attr:`last_order` by name).
         """
         batch = batch.copy()
+        self._check_advantage_present(batch)
         if self.normalize_advantage:
             for key in self.advantage_keys:
                 batch.set(key, normalize_advantage(batch.get(key)))
@@ -152,6 +160,16 @@ class SequentialUpdater:
         diagnostics.set("order", self.orders.indices(order))
         self.last_order = order
         return diagnostics
+
+    def _check_advantage_present(self, batch: TensorDictBase) -> None:
+        missing = [key for key in self.advantage_keys if batch.get(key, None) is None]
+        if missing:
+            raise ConfigError(
+                f"the batch has no advantage at {missing[0]!r}, where the agents' losses read it: compute it before "
+                "updater.update(batch), e.g. value_loss.compute_advantage(batch) or TorchRL's "
+                "GAE(gamma=..., lmbda=..., value_network=critic)(batch); if your estimator writes it elsewhere, "
+                "remap the losses with loss.set_keys(advantage=...)"
+            )
 
     @staticmethod
     @torch.no_grad()
@@ -180,6 +198,18 @@ def _advantage_keys(loss: nn.Module, default: NestedKey) -> list[NestedKey]:
     if isinstance(children, Mapping):
         return [k for child in children.values() for k in _advantage_keys(child, default)]
     return [default]
+
+
+def _check_advantage_key(agents: Mapping[str, AgentTrainer], advantage_key: NestedKey) -> None:
+    """Refuses an updater ``advantage_key`` that a loss, reading its own key, would ignore."""
+    for name, trainer in agents.items():
+        for key in _advantage_keys(trainer.loss, advantage_key):
+            if key != advantage_key:
+                raise ConfigError(
+                    f"SequentialUpdater(advantage_key={advantage_key!r}) but the loss of agent {name!r} reads the "
+                    f"advantage at {key!r}: the loss's key wins, so remap it there, "
+                    f"loss.set_keys(advantage={advantage_key!r}), and leave advantage_key out"
+                )
 
 
 def _unique(keys: Sequence[NestedKey]) -> list[NestedKey]:
