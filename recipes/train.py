@@ -2,6 +2,7 @@
 
     python recipes/train.py                                   # HAPPO, VMAS balance, 4 agents, CPU
     python recipes/train.py env=vmas/navigation total_frames=1_000_000
+    python recipes/train.py preset=reference/humanoid_17x1_happo seed=1   # a published run's settings
     python recipes/train.py env.scenario=wheel env.scenario_kwargs.n_agents=3 device=cuda
     python recipes/train.py resume=outputs/.../checkpoint.pt total_frames=2_000_000
     python recipes/train.py resume=outputs/.../checkpoint.pt 'resume_override=[algo.actor_lr]' algo.actor_lr=1e-4
@@ -28,7 +29,6 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
@@ -39,10 +39,18 @@ from harl_torchrl.errors import ConfigError, MissingDependencyError
 from harl_torchrl.evaluation import evaluate
 from harl_torchrl.rollout_state import capture_rollout_state
 from harl_torchrl.run_guard import NonFiniteError, check_finite, open_resume, restore_run
-from harl_torchrl.training import episode_stats, flatten_metrics, load_on_policy_state, on_policy_state
+from harl_torchrl.training import (
+    episode_stats,
+    flatten_metrics,
+    linear_lr_factor,
+    load_on_policy_state,
+    on_policy_state,
+    scale_learning_rates,
+)
 from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_everything
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
+from harl_torchrl.utils.progress import RunProgress, format_banner
 
 
 def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -77,6 +85,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
 
     frames_per_batch = env.batch_size.numel() * cfg.collector.rollout_steps
     iterations_left = max(0, math.ceil((cfg.total_frames - frames) / frames_per_batch))
+    total_iterations = max(1, math.ceil(cfg.total_frames / frames_per_batch))  # lr_decay's horizon
     workers = cfg.collector.get("workers", 1)
     collector = make_collector(
         env,
@@ -112,7 +121,21 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=False)
-    progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
+    print(
+        format_banner(
+            algorithm=cfg.algo.name,
+            env=cfg.env.to_dict(),
+            agents=list(parts.actors),
+            frames_per_batch=frames_per_batch,
+            total_frames=frames + iterations_left * frames_per_batch,  # whole batches
+            run_dir=output_dir,
+            device=device,
+            start_frames=frames,
+        )
+    )
+    progress = RunProgress(
+        total_frames=frames + iterations_left * frames_per_batch, start_frames=frames, enabled=cfg.logger.progress_bar
+    )
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}
 
@@ -136,6 +159,10 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         update_start = time.perf_counter()
         check_finite(iteration + 1, batch, source="collected batch")  # an env that diverged, named
         parts.compute_advantage(batch)
+        lr_factor = 1.0
+        if cfg.algo.lr_decay == "linear":  # the reference's: lr x (1 - i / I) before update i, 0 at the last
+            lr_factor = linear_lr_factor(iteration + 1, total_iterations)
+            scale_learning_rates(parts.updater, getattr(cfg.algo, "actor_lr", None), cfg.algo.critic_lr, lr_factor)
         diagnostics = flatten_metrics(parts.updater.update(batch))
         frames += batch.numel()
         iteration += 1
@@ -147,16 +174,15 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics = {"iteration": iteration, **episode_stats(batch), **diagnostics}
         metrics["collect_fps"] = batch.numel() / collect_time
         metrics["update_seconds"] = update_time
+        metrics["lr_factor"] = lr_factor
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
             metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, parts.policy, eval_steps).items()})
         logger.log(metrics, step=frames)
         if checkpoint_every and iteration % checkpoint_every == 0:
             checkpoint()
-        progress.update(batch.numel())
-        progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}")
+        progress.update(batch.numel(), metrics)
         collect_start = time.perf_counter()
 
-    progress.close()
     checkpoint()  # before the final evaluation: a run extended from here continues the same random streams
     collector.shutdown()
     if eval_env is not None:
@@ -164,7 +190,8 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
     logger.close()
-    print(f"logs: {logger.csv_path}\ncheckpoint: {checkpoint_path}")
+    final = metrics.get("eval/return_mean") if eval_env is not None else None
+    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path))
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}
 
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from tensordict import TensorDict
-from tqdm import tqdm
 
 from harl_torchrl.collection import make_collector
 from harl_torchrl.config import RunConfig
@@ -40,6 +39,7 @@ from harl_torchrl.training import episode_stats, flatten_metrics
 from harl_torchrl.utils.checkpoint import rng_state, run_metadata, save_checkpoint, seed_everything, set_rng_state
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
+from harl_torchrl.utils.progress import RunProgress, format_banner
 
 
 def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -107,7 +107,21 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
     checkpoint_path = output_dir / "checkpoint.pt"
     save_buffer = bool(cfg.checkpoint.get("replay_buffer", True))
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=True)
-    progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
+    print(
+        format_banner(
+            algorithm=algo.name,
+            env=cfg.env.to_dict(),
+            agents=list(parts.actors),
+            frames_per_batch=frames_per_batch,
+            total_frames=frames + iterations_left * frames_per_batch,  # whole batches
+            run_dir=output_dir,
+            device=device,
+            start_frames=frames,
+        )
+    )
+    progress = RunProgress(
+        total_frames=frames + iterations_left * frames_per_batch, start_frames=frames, enabled=cfg.logger.progress_bar
+    )
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}
 
@@ -162,11 +176,9 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         # continues exactly as this run would have (evaluation moves the eval env and random streams)
         if iteration == last_iteration or (checkpoint_every and iteration % checkpoint_every == 0):
             checkpoint()
-        progress.update(batch.numel())
-        progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}", steps=steps)
+        progress.update(batch.numel(), metrics)
         collect_start = time.perf_counter()
 
-    progress.close()
     if eval_env is not None:
         final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
@@ -175,5 +187,6 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         checkpoint()
     collector.shutdown()
     logger.close()
-    print(f"logs: {logger.csv_path}\ncheckpoint: {checkpoint_path}")
+    final = metrics.get("eval/return_mean") if eval_env is not None else None
+    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path))
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}

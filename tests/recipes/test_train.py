@@ -109,6 +109,13 @@ def test_command_line_entry_point(tmp_path):
     assert out.returncode == 0, out.stderr[-2000:]
     assert f"checkpoint: {tmp_path}" in out.stdout
     assert (tmp_path / "metrics.csv").is_file()
+    # the banner names what runs and where; the summary gives the final evaluation
+    assert out.stdout.startswith("happo on vmas/balance: ")
+    assert f"run dir: {tmp_path}" in out.stdout
+    final = [line for line in out.stdout.splitlines() if "final eval return:" in line]
+    assert len(final) == 1
+    logged = _rows(tmp_path / "metrics.csv")[-1]["eval/return_mean"]  # the final evaluation's row
+    assert float(final[0].split(":")[1]) == pytest.approx(float(logged), abs=1e-3)
 
 
 def _final_parameters(tmp_path, seed):

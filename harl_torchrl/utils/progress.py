@@ -1,0 +1,138 @@
+"""What a training run prints: a start-up banner, a progress bar that says how it goes, a closing summary.
+
+Both training loops (``recipes/train.py`` and ``recipes/train_off_policy.py``) use one
+:class:`RunProgress`, so a user reads the same lines whatever the algorithm:
+
+* the banner: algorithm, env (family, scenario, agents), frames per batch and in total,
+  run directory, device and torch threads;
+* the bar (tqdm, ``logger.progress_bar``): frames and frames/s, the latest finished
+  training episodes' return (``no episode finished yet`` until one has: a 1000-step
+  MaMuJoCo episode needs several batches) and the latest deterministic evaluation;
+* the summary: frames, wall time, the best and the final evaluation, where the logs and
+  the checkpoint are.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def format_banner(
+    *,
+    algorithm: str,
+    env: Mapping[str, Any],
+    agents: list[str],
+    frames_per_batch: int,
+    total_frames: int,
+    run_dir: str | Path,
+    device: str | torch.device,
+    start_frames: int = 0,
+) -> str:
+    """The start-up lines of a run.
+
+    Example:
+        >>> print(format_banner(algorithm="happo", env={"family": "vmas", "scenario": "balance"},
+        ...     agents=["agent_0", "agent_1"], frames_per_batch=6000, total_frames=60000,
+        ...     run_dir="outputs/x", device="cpu").splitlines()[0])
+        happo on vmas/balance: 2 agents (agent_0, agent_1)
+    """
+    shown = ", ".join(agents[:6]) + (f", ... ({len(agents) - 6} more)" if len(agents) > 6 else "")
+    scenario = env.get("scenario", "")
+    layout = f" {env['agent_conf']}" if env.get("agent_conf") else ""
+    lines = [
+        f"{algorithm} on {env.get('family', '?')}/{scenario}{layout}: {len(agents)} agents ({shown})",
+        f"  frames: {total_frames:,} in batches of {frames_per_batch:,}"
+        + (f", resuming at {start_frames:,}" if start_frames else ""),
+        f"  device: {device}, torch threads: {torch.get_num_threads()}",
+        f"  run dir: {run_dir}",
+    ]
+    return "\n".join(lines)
+
+
+class RunProgress:
+    """The progress bar and the closing summary of one run.
+
+    Args:
+        total_frames: the run's target ``total_frames``.
+        start_frames: frames already done (a resumed run).
+        enabled: show the bar (``logger.progress_bar``); the summary is printed either way.
+
+    Example:
+        >>> progress = RunProgress(total_frames=200, enabled=False)
+        >>> progress.update(100, {"episode_return_mean": float("nan")})
+        >>> progress.postfix()["return"]
+        'no episode finished yet'
+        >>> progress.update(100, {"episode_return_mean": -3.0, "eval/return_mean": -2.5})
+        >>> progress.postfix()["eval"], progress.best_eval
+        ('-2.500', -2.5)
+    """
+
+    def __init__(self, *, total_frames: int, start_frames: int = 0, enabled: bool = True) -> None:
+        self.start = time.perf_counter()
+        self.start_frames = int(start_frames)
+        self.frames = int(start_frames)
+        self.last_return: float | None = None
+        self.last_eval: float | None = None
+        self.best_eval: float | None = None
+        self.bar = tqdm(total=total_frames, initial=start_frames, unit="frames", disable=not enabled)
+
+    def record_eval(self, value: Any) -> None:
+        """Notes a deterministic evaluation return (for the bar and the summary)."""
+        value = _finite(value)
+        if value is None:
+            return
+        self.last_eval = value
+        self.best_eval = value if self.best_eval is None else max(self.best_eval, value)
+
+    def update(self, frames: int, metrics: Mapping[str, Any]) -> None:
+        """Advances by ``frames`` and shows the latest episode return and evaluation found in ``metrics``."""
+        self.frames += int(frames)
+        episode_return = _finite(metrics.get("episode_return_mean"))
+        if episode_return is not None:
+            self.last_return = episode_return
+        if "eval/return_mean" in metrics:
+            self.record_eval(metrics["eval/return_mean"])
+        self.bar.update(int(frames))
+        self.bar.set_postfix(self.postfix(), refresh=False)
+
+    def postfix(self) -> dict[str, str]:
+        """What the bar shows after the frame count and rate."""
+        shown = {"return": "no episode finished yet" if self.last_return is None else f"{self.last_return:.3f}"}
+        if self.last_eval is not None:
+            shown["eval"] = f"{self.last_eval:.3f}"
+        return shown
+
+    def close(self, *, final_eval: Any = None, logs: Path | None = None, checkpoint: Path | None = None) -> str:
+        """Closes the bar and returns the summary (the caller prints it)."""
+        self.bar.close()
+        final = _finite(final_eval)
+        if final is not None:
+            self.record_eval(final)
+        wall = time.perf_counter() - self.start
+        done = self.frames - self.start_frames
+        lines = [
+            f"done: {self.frames:,} frames ({done:,} in this run) in {wall:.0f} s"
+            + (f" ({done / wall:,.0f} frames/s)" if wall > 0 and done else ""),
+            "  final eval return: " + (f"{final:.3f}" if final is not None else "n/a (eval.episodes=0)"),
+            "  best eval return: " + (f"{self.best_eval:.3f}" if self.best_eval is not None else "n/a"),
+        ]
+        if logs is not None:
+            lines.append(f"  logs: {logs}")
+        if checkpoint is not None:
+            lines.append(f"  checkpoint: {checkpoint}")
+        return "\n".join(lines)
