@@ -128,6 +128,48 @@ def load_optimizer_keeping_settings(optimizer: torch.optim.Optimizer, saved: Map
         group.update(own)
 
 
+def linear_lr_factor(iteration: int, total_iterations: int) -> float:
+    r"""The reference's linear learning-rate decay: the factor for update ``iteration`` (1-based).
+
+    :math:`1 - i / I` for update :math:`i` of :math:`I`, set before the update, as the
+    reference HARL runner's ``lr_decay(episode, episodes)`` does: the first update
+    already runs at :math:`1 - 1/I` and the last one at 0. Never negative (a run
+    extended past ``I`` keeps 0).
+
+    Example:
+        >>> [linear_lr_factor(i, 4) for i in (1, 2, 4, 5)]
+        [0.75, 0.5, 0.0, 0.0]
+    """
+    if total_iterations <= 0:
+        raise ValueError(f"total_iterations must be > 0, got {total_iterations}")
+    return max(0.0, 1.0 - iteration / total_iterations)
+
+
+def scale_learning_rates(updater: SequentialUpdater, actor_lr: float | None, critic_lr: float, factor: float) -> None:
+    """Sets every actor optimiser's learning rate to ``actor_lr * factor`` and the critics' to ``critic_lr * factor``.
+
+    Trust-region trainers (HATRPO) have no optimiser and are skipped; ``actor_lr``
+    may then be ``None``. Only the ``lr`` of each parameter group changes: Adam's
+    moments and step counts are kept.
+
+    Example:
+        >>> from types import SimpleNamespace  # anything with the updater's agents and critic trainers
+        >>> actor = SimpleNamespace(optimizer=torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4))
+        >>> critic = SimpleNamespace(optimizer=torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3))
+        >>> scale_learning_rates(SimpleNamespace(agents={"a": actor}, critic=critic), 5e-4, 1e-3, 0.5)
+        >>> actor.optimizer.param_groups[0]["lr"], critic.optimizer.param_groups[0]["lr"]
+        (0.00025, 0.0005)
+    """
+    groups = [(trainer, actor_lr) for trainer in updater.agents.values()]
+    groups += [(trainer, critic_lr) for trainer in _critic_trainers(updater).values()]
+    for trainer, base in groups:
+        optimizer = getattr(trainer, "optimizer", None)
+        if optimizer is None:
+            continue
+        for group in optimizer.param_groups:
+            group["lr"] = base * factor
+
+
 def _critic_trainers(updater: SequentialUpdater) -> dict[str, Any]:
     critic = updater.critic
     if critic is None:

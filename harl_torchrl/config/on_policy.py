@@ -14,6 +14,7 @@ from harl_torchrl.config.registry import register_algo
 
 ValueLoss = choices("ValueLoss", "huber", "mse")
 KLType = choices("KLType", "exact", "reference_logits")
+LRDecay = choices("LRDecay", "none", "linear")
 
 
 @dataclass
@@ -36,6 +37,10 @@ class OnPolicyAlgoConfig(AlgoConfig):
         value_clip: clipped value loss range (``null``: unclipped).
         value_loss: ``huber`` or ``mse``.
         huber_delta: the Huber loss's :math:`\delta` (> 0).
+        lr_decay: ``none`` or ``linear``: every learning rate (actors' and critic's)
+            times :math:`1 - i / I` before update :math:`i` of :math:`I` (the run's
+            ``total_frames`` in iterations), the reference's ``use_linear_lr_decay``
+            (see :func:`~harl_torchrl.training.linear_lr_factor`).
         sequential: class constant: agents updated in turn with the factor
             :math:`M` (HA algorithms) or all against the old policies (baselines).
         trust_region: class constant: one natural-gradient step per agent.
@@ -60,6 +65,7 @@ class OnPolicyAlgoConfig(AlgoConfig):
     value_clip: float | None = 0.2
     value_loss: ValueLoss = ValueLoss.huber  # type: ignore[valid-type]
     huber_delta: float = 10.0
+    lr_decay: LRDecay = LRDecay.none  # type: ignore[valid-type]
 
     def validate(self) -> None:
         """Learning rates, epochs, minibatches and ``huber_delta`` > 0; ``gamma``, ``gae_lambda`` in range."""
