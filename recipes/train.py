@@ -29,7 +29,6 @@ from typing import Any
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
-from tqdm import tqdm
 
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
@@ -51,6 +50,7 @@ from harl_torchrl.training import (
 from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_everything
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
+from harl_torchrl.utils.progress import RunProgress, format_banner
 
 
 def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -121,7 +121,21 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=False)
-    progress = tqdm(total=cfg.total_frames, initial=frames, unit="frames", disable=not cfg.logger.progress_bar)
+    print(
+        format_banner(
+            algorithm=cfg.algo.name,
+            env=cfg.env.to_dict(),
+            agents=list(parts.actors),
+            frames_per_batch=frames_per_batch,
+            total_frames=frames + iterations_left * frames_per_batch,  # whole batches
+            run_dir=output_dir,
+            device=device,
+            start_frames=frames,
+        )
+    )
+    progress = RunProgress(
+        total_frames=frames + iterations_left * frames_per_batch, start_frames=frames, enabled=cfg.logger.progress_bar
+    )
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}
 
@@ -166,11 +180,9 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         logger.log(metrics, step=frames)
         if checkpoint_every and iteration % checkpoint_every == 0:
             checkpoint()
-        progress.update(batch.numel())
-        progress.set_postfix(ret=f"{metrics['episode_return_mean']:.3f}")
+        progress.update(batch.numel(), metrics)
         collect_start = time.perf_counter()
 
-    progress.close()
     checkpoint()  # before the final evaluation: a run extended from here continues the same random streams
     collector.shutdown()
     if eval_env is not None:
@@ -178,7 +190,8 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
     logger.close()
-    print(f"logs: {logger.csv_path}\ncheckpoint: {checkpoint_path}")
+    final = metrics.get("eval/return_mean") if eval_env is not None else None
+    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path))
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}
 
 
