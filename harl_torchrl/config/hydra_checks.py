@@ -29,6 +29,22 @@ from harl_torchrl.config.run import validate_run_config
 from harl_torchrl.errors import ConfigError, unknown_choice
 
 
+def run_dir_slug(choice: str) -> str:
+    """A config-group choice as a directory name: ``"mamujoco/halfcheetah_2x3"`` -> ``"mamujoco_halfcheetah_2x3"``.
+
+    Registered as the OmegaConf resolver ``harl_slug``, which names run directories after the
+    env group a user chose (``outputs/happo_mamujoco_halfcheetah_2x3/...``).
+
+    Example:
+        >>> run_dir_slug("mamujoco/HalfCheetah_2x3")
+        'mamujoco_halfcheetah_2x3'
+    """
+    return str(choice).replace("/", "_").replace("\\", "_").lower()
+
+
+OmegaConf.register_new_resolver("harl_slug", run_dir_slug, replace=True)
+
+
 def group_options(conf_dir: str | Path, group: str) -> list[str]:
     """Every option of config group ``group`` under ``conf_dir``, nested ones as ``sub/name``.
 
