@@ -22,6 +22,7 @@ from harl_torchrl.modules.dueling import (
     make_dueling_agent_qnets,
     make_joint_dueling_critic,
 )
+from harl_torchrl.modules.groups import agent_groups, check_env_clips_actions
 from harl_torchrl.modules.mlp import MLPTrunk
 from harl_torchrl.modules.q_critics import JointQCritic, make_joint_q_critic
 from harl_torchrl.modules.recurrent import is_recurrent, recurrent_env_transforms, recurrent_network
@@ -50,6 +51,8 @@ __all__ = [
     "MaskedCategorical",
     "SquashedNormal",
     "ValueNorm",
+    "agent_groups",
+    "check_env_clips_actions",
     "critic_value_norm",
     "is_recurrent",
     "joint_policy",

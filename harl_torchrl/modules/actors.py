@@ -17,6 +17,7 @@ from torchrl.modules import GRUModule, IndependentNormal, ProbabilisticActor
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.batched import BatchedJointPolicy
 from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
+from harl_torchrl.modules.groups import agent_groups, check_env_clips_actions
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 from harl_torchrl.modules.recurrent import is_recurrent, recurrent_network
 
@@ -173,6 +174,10 @@ def make_agent_actor(
 def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str, ProbabilisticActor]:
     """One actor per agent group of a multi-agent env (see :func:`make_agent_actor`).
 
+    Continuous actions are sampled from an unsquashed Gaussian and clipped by the
+    env, as in the reference (the stored action and log-probability stay the
+    sample's): our envs clip; TorchRL's ``VmasEnv`` needs ``clamp_actions=True``.
+
     Args:
         env: a TorchRL env whose groups each hold one agent (``env.group_map``).
         share_params: one network for every agent (each agent still reads and
@@ -184,10 +189,20 @@ def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str,
         ``{agent_name: actor}`` in the env's agent order.
 
     Raises:
-        ConfigError: ``share_params=True`` with agents of different specs.
+        ConfigError: ``share_params=True`` with agents of different specs; a group
+            of several agents (see :func:`~harl_torchrl.modules.agent_groups`); a
+            TorchRL ``VmasEnv`` that does not clip continuous actions.
+
+    Example:
+        >>> from harl_torchrl.envs import make_vmas_env
+        >>> actors = make_actors(make_vmas_env("balance", num_envs=2, n_agents=2))
+        >>> sorted(actors), actors["agent_1"].dist_sample_keys
+        (['agent_0', 'agent_1'], [('agent_1', 'action')])
     """
+    groups = agent_groups(env)
+    check_env_clips_actions(env)
     actors: dict[str, ProbabilisticActor] = {}
-    for agent in env.group_map:
+    for agent in groups:
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
         has_mask = "action_mask" in env.full_observation_spec_unbatched[agent].keys()

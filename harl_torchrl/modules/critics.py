@@ -10,6 +10,7 @@ from tensordict.utils import NestedKey
 from torch import nn
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 from harl_torchrl.modules.recurrent import recurrent_network
 from harl_torchrl.modules.value_norm import ValueNorm
@@ -146,9 +147,17 @@ def observation_critic_inputs(env) -> tuple[list[NestedKey], int]:
 
     Returns:
         ``(in_keys, in_features)``.
+
+    Raises:
+        ConfigError: a group of several agents (see :func:`~harl_torchrl.modules.agent_groups`).
+
+    Example:
+        >>> from harl_torchrl.envs import make_vmas_env
+        >>> observation_critic_inputs(make_vmas_env("balance", num_envs=2, n_agents=2))[1]
+        32
     """
     spec = env.full_observation_spec_unbatched
     if "state" in spec.keys():
         return ["state"], spec["state"].shape[-1]
-    keys = [(agent, "observation") for agent in env.group_map]
+    keys = [(agent, "observation") for agent in agent_groups(env)]
     return keys, sum(spec[key].shape[-1] for key in keys)
