@@ -136,15 +136,19 @@ def main() -> None:
     parser.add_argument("--reference-utd", action="store_true", help="pin the reference's UTD settings")
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_off_policy"))
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides shared by every run")
+    parser.add_argument("--report-only", action="store_true", help="tabulate the finished runs under --out, train none")
     args = parser.parse_args()
     overrides = [*args.overrides, *(REFERENCE_UTD if args.reference_utd else [])]
     results = []
     for algo in args.algos:
         for seed in args.seeds:
-            results.append(
-                _finished(args.out, algo, seed, args.frames) or run_one(algo, seed, args.frames, overrides, args.out)
-            )
+            done = _finished(args.out, algo, seed, args.frames)
+            if done is None and args.report_only:
+                continue
+            results.append(done or run_one(algo, seed, args.frames, overrides, args.out))
             _write_results(args.out, results)  # after each run: a long plan that is stopped keeps what it measured
+    if not results:
+        raise SystemExit(f"no finished run under {args.out} for {args.algos} x seeds {args.seeds}")
 
     print(f"\nMPE simple_spread (continuous), {args.frames:,} env steps per run; overrides: {' '.join(overrides)}\n")
     print(
@@ -161,9 +165,14 @@ def main() -> None:
         )
     for algo in args.algos:
         runs = [r for r in results if r["algo"] == algo]
-        print(f"\n{algo}: eval return curve (mean ± std over seeds {args.seeds})")
+        if not runs:
+            continue
+        print(f"\n{algo}: deterministic eval return (mean ± std over seeds {[r['seed'] for r in runs]})")
+        print("  env steps  mpe2 scale        reference scale (- 37.5)")
         for i, (step, _) in enumerate(runs[0]["eval_curve"]):
-            print(f"  {step:>9,}  {_mean_std([r['eval_curve'][i][1] for r in runs if i < len(r['eval_curve'])])}")
+            values = [r["eval_curve"][i][1] for r in runs if i < len(r["eval_curve"])]
+            shifted = [v - SELF_COLLISION_OFFSET for v in values]
+            print(f"  {step:>9,}  {_mean_std(values):<16}  {_mean_std(shifted)}")
     print(f"\nresults: {args.out / 'results.json'}, {args.out / 'results.csv'}")
 
 
