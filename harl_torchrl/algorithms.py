@@ -278,10 +278,10 @@ class OnPolicyComponents:
         return TransformedEnv(env, recurrent_env_transforms([self.policy]))
 
 
-def _value_loss(critic: nn.Module, value_norm: ValueNorm | None, algo: OnPolicyAlgoConfig) -> CentralValueLoss:
+def _value_loss(critic: nn.Module, algo: OnPolicyAlgoConfig) -> CentralValueLoss:
+    # the loss takes the value normaliser from the critic: one wiring, no mismatch possible
     loss = CentralValueLoss(
         critic,
-        value_norm=value_norm,
         clip_value=algo.value_clip,
         loss_type=str(algo.value_loss),
         huber_delta=algo.huber_delta,
@@ -347,7 +347,7 @@ def make_on_policy_components(
                 **trunk,
                 **rnn,
             ).to(device)
-            loss = _value_loss(critics[name], norm, algo)
+            loss = _value_loss(critics[name], algo)
             loss.set_keys(
                 value=(name, "state_value"),
                 value_normalized=(name, "state_value_normalized"),
@@ -361,7 +361,7 @@ def make_on_policy_components(
         norm = ValueNorm() if algo.value_norm else None
         critic_keys, critic_features = observation_critic_inputs(env)
         critic = make_central_critic(critic_keys, critic_features, value_norm=norm, **trunk, **rnn).to(device)
-        critic_losses = {"central": _value_loss(critic, norm, algo)}
+        critic_losses = {"central": _value_loss(critic, algo)}
         updater = _updater(algo, actors, critic_losses["central"], seed=seed, chunk_length=chunk_length)
     policy = joint_policy(actors)
     if model.recurrent:  # the critic's hidden states must be recorded during collection
