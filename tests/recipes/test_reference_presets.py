@@ -54,6 +54,7 @@ EXPECTED = {
         "algo.entropy_coeff": 0.01,
         "algo.order": "random",
         "algo.lr_decay": "none",
+        "env.env_kwargs": {},
     },
     "reference/humanoid_17x1_happo": {
         **_COMMON,
@@ -68,6 +69,7 @@ EXPECTED = {
         "algo.entropy_coeff": 0.0,
         "algo.order": "random",
         "algo.lr_decay": "linear",
+        "env.env_kwargs": {"contact_cost_weight": 0.0},  # Humanoid-v2 under mujoco-py: no contact cost
     },
     "reference/humanoid_17x1_mappo": {
         **_COMMON,
@@ -82,6 +84,7 @@ EXPECTED = {
         "algo.critic_epochs": 5,
         "algo.entropy_coeff": 0.0,
         "algo.lr_decay": "linear",
+        "env.env_kwargs": {"contact_cost_weight": 0.0},
     },
 }
 EXPECTED["reference/humanoid_17x1_mappo_unshared"] = {
@@ -126,6 +129,22 @@ def test_unshared_mappo_differs_from_the_reference_mappo_only_in_sharing():
     )
     assert shared["algo"].pop("share_params") is True and unshared["algo"].pop("share_params") is False
     assert shared == unshared
+
+
+@pytest.mark.parametrize("preset", sorted(EXPECTED))
+def test_preset_builds_the_reference_env(preset):
+    pytest.importorskip("gymnasium_robotics")
+    from harl_torchrl.envs import make_env
+
+    run = validate_run_config(compose_run_config(CONF, [f"preset={preset}"]))
+    env = make_env(run.env, num_envs=1, seed=0)
+    n_agents, state_dim = (17, 348) if "humanoid" in preset else (2, 17)
+    assert len(env.agent_names) == n_agents and env.normalize_actions and not env._clip_actions
+    for name in env.agent_names:
+        assert env.full_observation_spec_unbatched[name, "observation"].shape == (state_dim + n_agents,)
+        assert env.full_action_spec_unbatched[name, "action"].space.high.max().item() == 1.0
+    weight = env._envs[0].single_agent_env.unwrapped._contact_cost_weight if "humanoid" in preset else None
+    assert weight == (0.0 if "humanoid" in preset else None)
 
 
 def test_unknown_preset_names_the_valid_ones():
