@@ -9,6 +9,49 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 
 @torch.no_grad()
+def episode_returns(
+    env: EnvBase, policy: TensorDictModuleBase, max_steps: int, *, deterministic: bool = True
+) -> dict[str, torch.Tensor]:
+    """Each sub-environment's first episode: team return, every agent's return and the length.
+
+    Every sub-environment of the batched ``env`` plays one episode from a fresh reset
+    (drawn from the env's random state: the one a checkpoint restored, if any) with the policy's deterministic
+    actions (the mode of each agent's distribution) or, with ``deterministic=False``,
+    sampled ones. Returns count ``("next", "reward")`` (team) and ``("next", agent,
+    "reward")`` (each agent that has one) up to and including the first ``done``;
+    episodes still running after ``max_steps`` count with their partial return.
+
+    Returns:
+        ``{"team": [B], "length": [B], <agent>: [B], ...}``.
+
+    Example:
+        >>> from harl_torchrl.envs import make_vmas_env
+        >>> env = make_vmas_env("balance", num_envs=3, n_agents=2, max_steps=4)
+        >>> out = episode_returns(env, None, 4)
+        >>> sorted(out), out["team"].shape, out["length"].tolist()
+        (['agent_0', 'agent_1', 'length', 'team'], torch.Size([3]), [4, 4, 4])
+    """
+    exploration = ExplorationType.DETERMINISTIC if deterministic else ExplorationType.RANDOM
+    with set_exploration_type(exploration):
+        rollout = env.rollout(max_steps, policy, break_when_any_done=False)
+    done = rollout.get(("next", "done")).squeeze(-1)  # [B, T]
+    time = torch.arange(done.shape[-1], device=done.device)
+    first_done = torch.where(done, time, done.shape[-1] - 1).min(-1).values
+    in_first_episode = time <= first_done.unsqueeze(-1)
+
+    def total(key: tuple[str, ...]) -> torch.Tensor:
+        reward = rollout.get(key)
+        reward = reward.reshape(*done.shape, -1).sum(-1)  # agents with per-dimension rewards: summed
+        return (reward * in_first_episode).sum(-1)
+
+    out = {"team": total(("next", "reward")), "length": first_done + 1}
+    for agent in getattr(env, "group_map", {}):
+        if ("next", agent, "reward") in rollout.keys(True):
+            out[agent] = total(("next", agent, "reward"))
+    return out
+
+
+@torch.no_grad()
 def evaluate(env: EnvBase, policy: TensorDictModuleBase, max_steps: int) -> dict[str, float]:
     """Runs each sub-environment's first episode with the policy's deterministic actions.
 
@@ -25,16 +68,10 @@ def evaluate(env: EnvBase, policy: TensorDictModuleBase, max_steps: int) -> dict
     Returns:
         ``{"return_mean", "return_std", "episode_length_mean"}``.
     """
-    with set_exploration_type(ExplorationType.DETERMINISTIC):
-        rollout = env.rollout(max_steps, policy, break_when_any_done=False)
-    reward = rollout.get(("next", "reward")).squeeze(-1)  # [B, T]
-    done = rollout.get(("next", "done")).squeeze(-1)
-    time = torch.arange(done.shape[-1], device=done.device)
-    first_done = torch.where(done, time, done.shape[-1] - 1).min(-1).values
-    in_first_episode = time <= first_done.unsqueeze(-1)
-    returns = (reward * in_first_episode).sum(-1)
+    out = episode_returns(env, policy, max_steps)
+    returns = out["team"]
     return {
         "return_mean": returns.mean().item(),
         "return_std": returns.std(correction=0).item(),
-        "episode_length_mean": (first_done + 1).float().mean().item(),
+        "episode_length_mean": out["length"].float().mean().item(),
     }

@@ -1,0 +1,103 @@
+"""Evaluate a trained checkpoint: rebuild env, networks and policy from the checkpoint alone, and play.
+
+    python recipes/evaluate.py checkpoint=outputs/happo_vmas_balance/<run>/checkpoint.pt
+    python recipes/evaluate.py checkpoint=<path> episodes=100 deterministic=false seed=3
+
+Everything is rebuilt from what the checkpoint records (its algorithm, env and model
+config: see docs/checkpoints.rst), so no training override needs retyping. Each of
+``episodes`` env copies plays one episode; printed: the team return and every agent's
+(mean, std, min, max over episodes) and the episode length. With ``episodes`` unset (or
+equal to the training run's ``eval.episodes``) and ``deterministic=true``, the training
+run's saved evaluation env and random streams are restored, so the first figures
+reproduce the run's final deterministic evaluation exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.config_store import ConfigStore
+from omegaconf import OmegaConf
+
+from harl_torchrl.errors import ConfigError, MissingDependencyError
+from harl_torchrl.evaluation import episode_returns
+from harl_torchrl.trained import load_trained, make_eval_env
+from harl_torchrl.utils.checkpoint import CheckpointError
+from harl_torchrl.utils.device import resolve_device
+
+
+@dataclass
+class EvaluateConfig:
+    """``python recipes/evaluate.py`` settings (all ``key=value``)."""
+
+    checkpoint: str = "???"  # the checkpoint.pt to evaluate (required)
+    episodes: int | None = None  # env copies, one episode each; null: the training run's eval.episodes
+    deterministic: bool = True  # mode actions; false samples from the policy
+    seed: int = 1  # env seed when no saved evaluation state is restored
+    device: str = "cpu"
+    json_out: str | None = None  # also write the figures to this JSON file
+
+
+ConfigStore.instance().store(name="evaluate", node=EvaluateConfig)
+
+
+def _stats(values) -> dict[str, float]:
+    values = values.float()
+    return {
+        "mean": values.mean().item(),
+        "std": values.std(correction=0).item(),
+        "min": values.min().item(),
+        "max": values.max().item(),
+    }
+
+
+def run(cfg: EvaluateConfig | Any) -> dict[str, Any]:
+    """Evaluates ``cfg.checkpoint``; returns ``{"team": stats, <agent>: stats, "length": stats, ...}``."""
+    if cfg.episodes is not None and int(cfg.episodes) < 1:
+        raise ConfigError(f"episodes={cfg.episodes}: must be >= 1 (or null for the training run's eval.episodes)")
+    device = resolve_device(cfg.device)
+    trained = load_trained(cfg.checkpoint, device)
+    env, restored = make_eval_env(
+        trained, cfg.episodes, seed=int(cfg.seed), device=device, restore=bool(cfg.deterministic)
+    )
+    steps = trained.env_config.max_steps or 1000
+    returns = episode_returns(env, trained.policy, steps, deterministic=bool(cfg.deterministic))
+    env.close()
+    figures = {name: _stats(values) for name, values in returns.items()}
+    figures["episodes"] = int(returns["team"].numel())
+    figures["restored_eval_state"] = restored
+    env_name = f"{trained.env_config.family}/{trained.env_config.scenario}"
+    print(f"{trained.algorithm} on {env_name}, {trained.meta.get('frames', 0):,} frames: {cfg.checkpoint}")
+    mode = "deterministic" if cfg.deterministic else "stochastic"
+    state = "the training run's saved evaluation state" if restored else f"fresh episodes (seed {cfg.seed})"
+    print(f"{figures['episodes']} {mode} episodes from {state}")
+    print(f"  {'':<12} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
+    for name in ["team", *trained.agents, "length"]:
+        if name in figures:
+            s = figures[name]
+            print(f"  {name:<12} {s['mean']:>10.3f} {s['std']:>10.3f} {s['min']:>10.3f} {s['max']:>10.3f}")
+    if cfg.json_out:
+        Path(cfg.json_out).write_text(json.dumps(figures, indent=2))
+    return figures
+
+
+@hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
+def main(cfg) -> None:
+    """Hydra entry point: ``python recipes/evaluate.py checkpoint=<path> [episodes=N] ...``."""
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        sys.exit("error: checkpoint=<path to checkpoint.pt> is required")
+    try:
+        run(cfg)
+    except (ConfigError, CheckpointError, MissingDependencyError) as err:
+        sys.exit(f"error: {err}")
+
+
+if __name__ == "__main__":
+    # evaluation writes nothing of Hydra's own (no run dir, no .hydra/ config copy)
+    sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    main()
