@@ -53,6 +53,16 @@ CASES = {
         "max_steps": 4,
     },
     "mamujoco_ant": {"family": "mamujoco", "scenario": "Ant", "agent_conf": "2x4", "num_envs": 2, "max_steps": 4},
+    "mamujoco_humanoid_17x1_reference": {  # the custom factorization, with the reference presets' settings
+        "family": "mamujoco",
+        "scenario": "Humanoid",
+        "agent_conf": "17x1",
+        "num_envs": 2,
+        "max_steps": 4,
+        "obs_mode": "global",
+        "clip_actions": False,
+        "normalize_actions": True,
+    },
     "mpe_speaker_listener": {
         "family": "pettingzoo",
         "scenario": "simple_speaker_listener",
