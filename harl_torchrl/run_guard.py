@@ -49,6 +49,11 @@ from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint, plai
 COMPARED_GROUPS = ("algo", "env", "model")
 _ABSENT = "<absent>"
 
+#: Compared keys added after checkpoints were first written, each with the value that does what
+#: runs did before the key existed: a checkpoint without the key reads as that value, so it
+#: resumes into a run that keeps it (and is refused, as any difference, by one that changes it).
+ADDED_KEYS: dict[str, Any] = {"algo.lr_decay": "none", "env.normalize_actions": False}
+
 
 class NonFiniteError(RuntimeError):
     """Training produced a NaN or infinity; the message names the iteration and the quantity."""
@@ -70,6 +75,8 @@ def config_differences(saved: Mapping[str, Any], cfg: Any) -> dict[str, tuple[An
         saved: a checkpoint's ``meta["config"]`` (plain dicts).
         cfg: the run's config (attribute or key access).
 
+    A key of :data:`ADDED_KEYS` that the checkpoint lacks reads as its value there.
+
     Example:
         >>> saved = {"algo": {"name": "happo", "actor_lr": 5e-4}, "env": {"n": 2}, "model": {}}
         >>> run = {"algo": {"name": "happo", "actor_lr": 1e-3}, "env": {"n": 2}, "model": {}}
@@ -81,7 +88,7 @@ def config_differences(saved: Mapping[str, Any], cfg: Any) -> dict[str, tuple[An
         old = _flatten(plain_config(saved.get(group, {})), group)
         new = _flatten(plain_config(_group(cfg, group)), group)
         for key in sorted(old.keys() | new.keys()):
-            a, b = old.get(key, _ABSENT), new.get(key, _ABSENT)
+            a, b = old.get(key, ADDED_KEYS.get(key, _ABSENT)), new.get(key, _ABSENT)
             if not _same_value(a, b):
                 differences[key] = (a, b)
     return differences

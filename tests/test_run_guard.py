@@ -74,3 +74,22 @@ def test_check_finite_reads_a_collected_batch():
     batch["next", "agent_0", "reward"][1, 2] = float("-inf")
     with pytest.raises(NonFiniteError, match="iteration 5: collected batch next/agent_0/reward is -inf"):
         check_finite(5, batch, source="collected batch")
+
+
+def test_a_checkpoint_older_than_a_key_reads_as_the_behaviour_it_had():
+    """algo.lr_decay and env.normalize_actions came later: older checkpoints resume if the run keeps their effect."""
+    old = {"algo": {"name": "happo", "actor_lr": 5e-4}, "env": {"family": "mamujoco"}, "model": {}}
+    meta = {"algorithm": "happo", "config": old}
+    same = {
+        "algo": {"name": "happo", "actor_lr": 5e-4, "lr_decay": "none"},
+        "env": {"family": "mamujoco", "normalize_actions": False},
+        "model": {},
+    }
+    assert config_differences(old, same) == {}
+    assert check_resume(meta, same) == []
+    changed = {**same, "algo": {**same["algo"], "lr_decay": "linear"}}
+    assert config_differences(old, changed) == {"algo.lr_decay": ("none", "linear")}
+    with pytest.raises(ConfigError, match=r"algo\.lr_decay: 'none' \(checkpoint\) -> 'linear'"):
+        check_resume(meta, changed)
+    other_new_key = {**same, "model": {"width": 3}}  # keys not listed still count as differences
+    assert "model.width" in config_differences(old, other_new_key)
