@@ -23,6 +23,7 @@ from torch import nn
 from torchrl.data import Bounded, TensorSpec
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import MLPTrunk, activation_class, orthogonal_
 
 
@@ -190,7 +191,7 @@ def make_deterministic_actors(env, **actor_kwargs) -> dict[str, DeterministicAct
         ``{agent: actor}`` in ``env.group_map`` order, each with its own parameters.
     """
     actors = {}
-    for agent in env.group_map:
+    for agent in agent_groups(env):  # refuses a group of several agents, naming the fix
         obs_dim = env.full_observation_spec_unbatched[agent, "observation"].shape[-1]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
         actors[agent] = make_deterministic_actor(agent, obs_dim, action_spec, **actor_kwargs)

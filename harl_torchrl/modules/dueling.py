@@ -17,6 +17,7 @@ from torchrl.data import Categorical, MultiCategorical, TensorSpec
 from torchrl.modules import QValueModule
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import MLPTrunk, activation_class, orthogonal_
 
 
@@ -137,7 +138,7 @@ def make_dueling_agent_qnet(
 def make_dueling_agent_qnets(env, **qnet_kwargs) -> dict[str, TensorDictSequential]:
     """One :func:`make_dueling_agent_qnet` per agent group of ``env`` (masks found automatically)."""
     qnets = {}
-    for agent in env.group_map:
+    for agent in agent_groups(env):  # refuses a group of several agents, naming the fix
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
         has_mask = "action_mask" in env.full_observation_spec_unbatched[agent].keys()

@@ -20,6 +20,7 @@ from torchrl.data import Bounded, Categorical, MultiCategorical, OneHot, TensorS
 from harl_torchrl.errors import ConfigError, require_positive
 from harl_torchrl.modules.critics import observation_critic_inputs
 from harl_torchrl.modules.deterministic import make_trunk
+from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import orthogonal_
 
 ActionClasses = int | Sequence[int] | None
@@ -163,7 +164,7 @@ def make_joint_q_critic(env, *, num_qvalue: int = 2, **critic_kwargs) -> JointQC
     """
     state_keys, state_features = observation_critic_inputs(env)
     action_keys, sizes, classes = [], [], []
-    for agent in env.group_map:
+    for agent in agent_groups(env):  # refuses a group of several agents, naming the fix
         size, n = action_input_size(agent, env.full_action_spec_unbatched[agent, "action"])
         action_keys.append((agent, "action"))
         sizes.append(size)

@@ -21,6 +21,7 @@ from torchrl.modules import ProbabilisticActor
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.actors import ActorNet
 from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
+from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
 
 #: The reference HASAC actor's clamp of the Gaussian's log-standard-deviation.
@@ -348,7 +349,7 @@ def make_soft_actors(env, **actor_kwargs) -> dict[str, ProbabilisticActor]:
         ``{agent_name: actor}`` in the env's agent order.
     """
     actors: dict[str, ProbabilisticActor] = {}
-    for agent in env.group_map:
+    for agent in agent_groups(env):  # refuses a group of several agents, naming the fix
         obs_spec = env.full_observation_spec_unbatched[agent, "observation"]
         action_spec = env.full_action_spec_unbatched[agent, "action"]
         has_mask = "action_mask" in env.full_observation_spec_unbatched[agent].keys()

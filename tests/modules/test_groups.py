@@ -43,3 +43,17 @@ def test_an_env_that_clips_by_transform_is_accepted():
     keys = [(f"agent_{i}", "action") for i in range(N_AGENTS)]
     env = TransformedEnv(base, ClipTransform(in_keys_inv=keys, low=-1.0, high=1.0))
     assert len(make_actors(env)) == N_AGENTS
+
+
+@pytest.mark.parametrize(
+    "builder", ["make_deterministic_actors", "make_soft_actors", "make_dueling_agent_qnets", "make_joint_q_critic"]
+)
+def test_off_policy_builders_refuse_a_group_of_several_agents(builder):
+    """Regression: the off-policy actor and Q builders built one shared network for a group of agents."""
+    import harl_torchrl.modules as modules
+
+    env = (
+        _vmas(categorical_actions=True, continuous_actions=False) if "dueling" in builder else _vmas(clamp_actions=True)
+    )
+    with pytest.raises(ConfigError, match="ONE_GROUP_PER_AGENT"):
+        getattr(modules, builder)(env)
