@@ -205,3 +205,15 @@ def test_every_env_config_builds_an_env_that_passes_torchrl_checks(env_config):
     env = make_env(_config(f"env={env_config}", vmas=False).env, num_envs=2, seed=0)
     check_env_specs(env, seed=0)
     assert env.group_map == {name: [name] for name in env.group_map}, "one group per agent"
+
+
+def test_run_dir_is_named_after_the_env_group(tmp_path):
+    out = subprocess.run(
+        [sys.executable, str(RECIPES / "train.py"), *TINY, *VMAS_TINY, "eval.episodes=0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["happo_vmas_balance"]
