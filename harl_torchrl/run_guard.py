@@ -52,7 +52,7 @@ _ABSENT = "<absent>"
 #: Compared keys added after checkpoints were first written, each with the value that does what
 #: runs did before the key existed: a checkpoint without the key reads as that value, so it
 #: resumes into a run that keeps it (and is refused, as any difference, by one that changes it).
-ADDED_KEYS: dict[str, Any] = {"algo.lr_decay": "none", "env.normalize_actions": False}
+ADDED_KEYS: dict[str, Any] = {"algo.lr_decay": "none", "env.normalize_actions": False, "env.zero_contact_forces": False}
 
 
 class NonFiniteError(RuntimeError):

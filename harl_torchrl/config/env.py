@@ -97,6 +97,8 @@ class MaMuJoCoEnvConfig(EnvConfig):
         clip_actions: clip actions to the box (``false``: raw actions reach the env).
         normalize_actions: act in ``[-1, 1]``, mapped onto each actuator's range
             (the reference's ``NormalizedActions``; Humanoid's range is ``[-0.4, 0.4]``).
+        zero_contact_forces: global mode: the state's contact forces set to 0, as the
+            reference's ``-v2`` robots reported them (Humanoid, Ant).
         env_kwargs: forwarded to the Gymnasium MuJoCo env, e.g. ``ctrl_cost_weight``.
     """
 
@@ -108,6 +110,7 @@ class MaMuJoCoEnvConfig(EnvConfig):
     agent_obsk: int = 1
     clip_actions: bool = True
     normalize_actions: bool = False
+    zero_contact_forces: bool = False
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:

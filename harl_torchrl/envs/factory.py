@@ -25,7 +25,7 @@ def make_env(
             ``num_envs``, ``max_steps``, ``continuous_actions``, ``scenario_kwargs``;
             for ``mamujoco``: ``scenario``, ``agent_conf``, ``num_envs``,
             ``max_steps``, ``obs_mode``, ``agent_obsk``, ``clip_actions``,
-            ``normalize_actions``, ``env_kwargs``). The
+            ``normalize_actions``, ``zero_contact_forces``, ``env_kwargs``). The
             ``pettingzoo`` and ``mamujoco`` modules are imported only when used, so
             a missing optional package fails only for its own family.
         num_envs: overrides ``env_cfg["num_envs"]`` (evaluation envs use their own).
@@ -84,6 +84,7 @@ def make_env(
             agent_obsk=env_cfg.get("agent_obsk", 1),
             clip_actions=env_cfg.get("clip_actions", True),
             normalize_actions=env_cfg.get("normalize_actions", False),
+            zero_contact_forces=env_cfg.get("zero_contact_forces", False),
             seed=seed,
             device=device,
             **dict(env_cfg.get("env_kwargs") or {}),

@@ -269,13 +269,21 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
             cost are those of the reference. With ``clip_actions`` the action is
             clipped to ``[-1, 1]`` first; without, the mapped action is unclipped.
             ``False`` (default): the action specs are the env's own box.
+        zero_contact_forces: set the state's contact forces (``cfrc_ext``: 78 numbers
+            for Humanoid, in the state and so in every global observation) to 0, as the
+            reference's gym ``-v2`` robots reported them under mujoco-py 2.x. Gymnasium
+            ``-v5`` computes them; on impacts they reach thousands and, through the
+            per-vector standardisation, shrink every other feature of that step (the
+            vector's standard deviation goes from about 8 to over 100). Global mode only.
+            The reward's contact cost is Gymnasium's own keyword, ``contact_cost_weight``.
         seed: copy ``i`` is seeded with ``seed + i`` at its next reset.
         device: where the output tensors live (MuJoCo runs on the CPU).
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (e.g. ``ctrl_cost_weight``);
             arguments that change its observation are not supported.
 
     Raises:
-        ConfigError: unknown scenario, agent configuration or observation mode.
+        ConfigError: unknown scenario, agent configuration or observation mode;
+            ``zero_contact_forces`` in local mode or for a robot without contact forces.
         MissingDependencyError: ``gymnasium-robotics`` or ``mujoco`` is not installed.
 
     Example:
@@ -299,6 +307,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         standardize_state: bool | None = None,
         clip_actions: bool = True,
         normalize_actions: bool = False,
+        zero_contact_forces: bool = False,
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **env_kwargs: Any,
@@ -311,6 +320,11 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
             raise unknown_choice("obs_mode", obs_mode, OBS_MODES)
         if not isinstance(agent_obsk, int) or isinstance(agent_obsk, bool) or agent_obsk < 0:
             raise ConfigError(f"agent_obsk must be an integer >= 0, got {agent_obsk!r}")
+        if zero_contact_forces and obs_mode != "global":
+            raise ConfigError(
+                "zero_contact_forces acts on the state, which only obs_mode=global observes whole (local "
+                "observations are MaMuJoCo's own). Fix: set obs_mode=global, or zero_contact_forces=false"
+            )
         mamujoco_v1 = _import_mamujoco()
         super().__init__(num_envs=num_envs, max_steps=max_steps, device=device)
         self._clip_actions = bool(clip_actions)
@@ -320,6 +334,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         self.obs_mode = obs_mode
         self.agent_obsk = agent_obsk
         self.standardize_state = obs_mode == "global" if standardize_state is None else bool(standardize_state)
+        self.zero_contact_forces = bool(zero_contact_forces)
 
         factorization = mamujoco_factorization(scenario, agent_conf)  # e.g. Humanoid 17x1; None: MaMuJoCo's own
 
@@ -360,6 +375,7 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
                 name: ActionSpace(low=-np.ones_like(space.low), high=np.ones_like(space.high))
                 for name, space in action_spaces.items()
             }
+        self._contact_slice = self._contact_force_slice(first) if self.zero_contact_forces else None
         if obs_mode == "global":
             obs_dims = {name: self.state_dim + len(agents) for name in agents}
         else:
@@ -377,6 +393,23 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         self._buf.state = np.zeros((num_envs, self.state_dim), dtype=np.float64)
         self._buf.local_obs = None  # {agent: [B, obs_dim]} where MaMuJoCo builds them
         self._set_seed(seed)
+
+    def _contact_force_slice(self, env: Any) -> slice:
+        """Where the state holds the contact forces (``cfrc_ext``), from Gymnasium's ``observation_structure``."""
+        single = env.single_agent_env.unwrapped
+        structure = dict(getattr(single, "observation_structure", {}) or {})
+        structure.pop("skipped_qpos", None)  # positions left out of the observation, not in it
+        start = 0
+        for name, size in structure.items():
+            if name == "cfrc_ext" and size:
+                if start + size > self.state_dim:  # pragma: no cover - a Gymnasium layout we do not know
+                    break
+                return slice(start, start + size)
+            start += int(size)
+        raise ConfigError(
+            f"zero_contact_forces: MaMuJoCo {self.scenario_name}'s state holds no contact forces (cfrc_ext); "
+            "Humanoid, HumanoidStandup and Ant have them. Fix: set zero_contact_forces=false"
+        )
 
     def _local_obs_index(self, probe: Any) -> dict[str, np.ndarray] | None:
         """MaMuJoCo's map from the state to each agent's local observation, if it reproduces ``parallel_env``.
@@ -476,6 +509,9 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
 
     def _observe(self) -> tuple[dict[str, np.ndarray], np.ndarray]:
         state = self._buf.state
+        if self._contact_slice is not None:  # as gym's v2 robots reported them under mujoco-py 2.x: zeros
+            state = state.copy()
+            state[:, self._contact_slice] = 0.0
         if self.obs_mode == "global":
             obs = self._global_observations(state)
         elif self._obs_index is not None:
@@ -578,6 +614,7 @@ def make_mamujoco_env(
     agent_obsk: int = 1,
     clip_actions: bool = True,
     normalize_actions: bool = False,
+    zero_contact_forces: bool = False,
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **env_kwargs: Any,
@@ -598,6 +635,8 @@ def make_mamujoco_env(
             is charged on the unclipped action.
         normalize_actions: act in ``[-1, 1]``, mapped onto each actuator's range
             (the reference's ``NormalizedActions``; see :class:`MaMuJoCoTeamEnv`).
+        zero_contact_forces: global mode: the state's contact forces set to 0, as the
+            reference's ``-v2`` robots reported them (see :class:`MaMuJoCoTeamEnv`).
         seed: copy ``i`` gets ``seed + i``.
         device: where the output tensors live.
         **env_kwargs: forwarded to the Gymnasium MuJoCo env (see :class:`MaMuJoCoTeamEnv`).
@@ -617,6 +656,7 @@ def make_mamujoco_env(
         agent_obsk=agent_obsk,
         clip_actions=clip_actions,
         normalize_actions=normalize_actions,
+        zero_contact_forces=zero_contact_forces,
         seed=seed,
         device=device,
         **env_kwargs,

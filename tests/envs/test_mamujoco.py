@@ -349,3 +349,28 @@ def test_normalized_actions_are_mapped_onto_the_actuator_range(clip_actions):
         td = td["next"]
     plain = make_mamujoco_env("Humanoid", "17x1", num_envs=1, seed=3)
     assert torch.equal(plain.full_action_spec_unbatched["agent_0", "action"].space.high, torch.full((1,), 0.4))
+
+
+def test_zero_contact_forces_zeroes_only_the_state_contact_forces():
+    """The reference's Humanoid-v2 reported zero contact forces; v5 computes them (state[270:348] on Humanoid)."""
+    kwargs = {"num_envs": 2, "obs_mode": "global", "seed": 4}
+    zeroed = make_mamujoco_env("Humanoid", "17x1", zero_contact_forces=True, standardize_state=False, **kwargs)
+    plain = make_mamujoco_env("Humanoid", "17x1", standardize_state=False, **kwargs)
+    actions = fixed_actions(plain, 15)
+    a, b = replay(zeroed, actions), replay(plain, actions)
+    contact = slice(270, 348)
+    assert (a["next", "state"][..., contact] == 0).all()
+    assert (b["next", "state"][..., contact] != 0).any(), "v5 computes contact forces: the test can fail"
+    torch.testing.assert_close(a["next", "state"][..., :270], b["next", "state"][..., :270], rtol=0, atol=0)
+    torch.testing.assert_close(a["next", "reward"], b["next", "reward"], rtol=0, atol=0)  # the reward is untouched
+    # every agent's observation is the reference formula on the zeroed state
+    state = a["next", "state"][:, -1].double().numpy()
+    for k, name in enumerate(zeroed.agent_names):
+        one_hot = np.zeros((2, 17))
+        one_hot[:, k] = 1.0
+        expected = reference_standardize(np.concatenate([state, one_hot], -1))
+        np.testing.assert_allclose(a["next", name, "observation"][:, -1].numpy(), expected, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="obs_mode=global"):
+        make_mamujoco_env("Humanoid", "17x1", num_envs=1, zero_contact_forces=True)
+    with pytest.raises(ConfigError, match="no contact forces"):
+        make_mamujoco_env("HalfCheetah", "2x3", num_envs=1, obs_mode="global", zero_contact_forces=True)

@@ -55,6 +55,7 @@ EXPECTED = {
         "algo.order": "random",
         "algo.lr_decay": "none",
         "env.env_kwargs": {},
+        "env.zero_contact_forces": False,
     },
     "reference/humanoid_17x1_happo": {
         **_COMMON,
@@ -70,6 +71,7 @@ EXPECTED = {
         "algo.order": "random",
         "algo.lr_decay": "linear",
         "env.env_kwargs": {"contact_cost_weight": 0.0},  # Humanoid-v2 under mujoco-py: no contact cost
+        "env.zero_contact_forces": True,  # ... and contact forces observed as 0
     },
     "reference/humanoid_17x1_mappo": {
         **_COMMON,
@@ -85,6 +87,7 @@ EXPECTED = {
         "algo.entropy_coeff": 0.0,
         "algo.lr_decay": "linear",
         "env.env_kwargs": {"contact_cost_weight": 0.0},
+        "env.zero_contact_forces": True,
     },
 }
 EXPECTED["reference/humanoid_17x1_mappo_unshared"] = {
@@ -145,6 +148,10 @@ def test_preset_builds_the_reference_env(preset):
         assert env.full_action_spec_unbatched[name, "action"].space.high.max().item() == 1.0
     weight = env._envs[0].single_agent_env.unwrapped._contact_cost_weight if "humanoid" in preset else None
     assert weight == (0.0 if "humanoid" in preset else None)
+    assert env.zero_contact_forces == ("humanoid" in preset)
+    if "humanoid" in preset:
+        state = env.rollout(3)["next", "state"]  # standardised: the 78 zeroed contact forces map to one value
+        assert (state[..., 270:348] == state[..., 270:271]).all()
 
 
 def test_unknown_preset_names_the_valid_ones():
