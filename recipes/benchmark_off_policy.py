@@ -137,6 +137,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/benchmark_off_policy"))
     parser.add_argument("--overrides", nargs="*", default=[], help="Hydra overrides shared by every run")
     parser.add_argument("--report-only", action="store_true", help="tabulate the finished runs under --out, train none")
+    parser.add_argument("--rst-every", type=int, default=0, help="also print an RST table every N env steps")
     args = parser.parse_args()
     overrides = [*args.overrides, *(REFERENCE_UTD if args.reference_utd else [])]
     results = []
@@ -173,7 +174,30 @@ def main() -> None:
             values = [r["eval_curve"][i][1] for r in runs if i < len(r["eval_curve"])]
             shifted = [v - SELF_COLLISION_OFFSET for v in values]
             print(f"  {step:>9,}  {_mean_std(values):<16}  {_mean_std(shifted)}")
+    if args.rst_every:
+        print("\n" + rst_table(results, args.algos, args.rst_every))
     print(f"\nresults: {args.out / 'results.json'}, {args.out / 'results.csv'}")
+
+
+def rst_table(results: list[dict], algos: list[str], every: int) -> str:
+    """An RST table of the eval curves on the reference's scale: mean ± std over seeds every ``every`` steps."""
+    present = [a for a in algos if any(r["algo"] == a for r in results)]
+    steps = sorted({step for r in results for step, _ in r["eval_curve"] if step % every == 0})
+    header = ["env steps"] + [f"{a.upper()} ({len([r for r in results if r['algo'] == a])} seeds)" for a in present]
+    rows = []
+    for step in steps:
+        cells = [f"{step:,}"]
+        for algo in present:
+            values = [
+                v - SELF_COLLISION_OFFSET for r in results if r["algo"] == algo for s, v in r["eval_curve"] if s == step
+            ]
+            cells.append(_mean_std(values))
+        rows.append(cells)
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    rule = "  ".join("=" * w for w in widths)
+    lines = [rule, "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip(), rule]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join([*lines, rule])
 
 
 def _finished(out: Path, algo: str, seed: int, frames: int) -> dict | None:
