@@ -33,7 +33,7 @@ from omegaconf import DictConfig
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
 from harl_torchrl.config import RunConfig, validate_run_config
-from harl_torchrl.config.hydra_checks import check_command_line
+from harl_torchrl.config.hydra_checks import check_command_line, resume_run_dir
 from harl_torchrl.envs import make_env
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 from harl_torchrl.evaluation import evaluate
@@ -215,6 +215,7 @@ def main(cfg: DictConfig) -> None:
 
 if __name__ == "__main__":
     try:  # a bad override, reported in one line naming the key, the value and the fix, before Hydra runs
+        sys.argv[1:] = resume_run_dir(sys.argv[1:])  # resume=<run dir>: that run's own overrides, same dir
         check_command_line(sys.argv[1:], Path(__file__).parent / "conf")
     except ConfigError as err:
         sys.exit(f"error: {err}")

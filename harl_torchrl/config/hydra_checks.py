@@ -198,6 +198,51 @@ def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: s
     validate_run_config(compose_run_config(conf_dir, overrides, config_name))
 
 
+def _override_key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def resume_run_dir(argv: Sequence[str]) -> list[str]:
+    r"""Expands ``resume=<run dir>`` into that run's own overrides, continuing in that directory.
+
+    With ``resume=`` naming a run *directory*, the run's saved command-line overrides
+    (``<run dir>/.hydra/overrides.yaml``, which Hydra writes) come first, then the ones
+    given now (a key given now replaces the saved one), ``resume=<run dir>/checkpoint.pt``
+    and, unless given, ``hydra.run.dir=<run dir>``: so ``python recipes/train.py
+    resume=<run dir> total_frames=2_000_000`` continues the same run with nothing retyped.
+    ``resume=<file>`` and command lines without ``resume=`` are returned unchanged.
+
+    Raises:
+        ConfigError: the directory holds no ``checkpoint.pt``.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> run = pathlib.Path(tempfile.mkdtemp())
+        >>> (run / ".hydra").mkdir(); (run / "checkpoint.pt").touch()
+        >>> _ = (run / ".hydra" / "overrides.yaml").write_text("- algo=hatrpo\n- seed=3\n- total_frames=100\n")
+        >>> argv = resume_run_dir([f"resume={run}", "total_frames=200"])
+        >>> [a.replace(str(run), "RUN") for a in argv]
+        ['algo=hatrpo', 'seed=3', 'total_frames=200', 'resume=RUN/checkpoint.pt', 'hydra.run.dir=RUN']
+    """
+    given = [arg for arg in argv if arg.startswith("resume=")]
+    if not given or not Path(given[-1].split("=", 1)[1]).is_dir():
+        return list(argv)
+    run_dir = Path(given[-1].split("=", 1)[1])
+    checkpoint = run_dir / "checkpoint.pt"
+    if not checkpoint.is_file():
+        raise ConfigError(f"resume={run_dir}: the directory holds no checkpoint.pt; pass the checkpoint file itself")
+    saved_file = run_dir / ".hydra" / "overrides.yaml"
+    saved = [str(o) for o in OmegaConf.load(saved_file)] if saved_file.is_file() else []
+    now = [arg for arg in argv if not arg.startswith("resume=")]
+    now_keys = {_override_key(arg) for arg in now if not arg.startswith("-")}
+    skip = {"resume", "resume_override", "hydra.run.dir"}
+    merged = [o for o in saved if _override_key(o) not in now_keys and _override_key(o) not in skip]
+    merged += [*now, f"resume={checkpoint}"]
+    if "hydra.run.dir" not in now_keys:
+        merged.append(f"hydra.run.dir={run_dir}")
+    return merged
+
+
 def _check_writable(directory: str, key: str) -> None:
     try:
         Path(directory).mkdir(parents=True, exist_ok=True)

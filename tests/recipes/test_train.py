@@ -217,3 +217,26 @@ def test_run_dir_is_named_after_the_env_group(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["happo_vmas_balance"]
+
+
+def test_resume_from_a_run_dir_restores_its_own_overrides_and_continues_there(tmp_path):
+    first = [*TINY, *VMAS_TINY, "algo=hatrpo", "seed=3", "eval.episodes=0"]
+    run = subprocess.run(
+        [sys.executable, str(RECIPES / "train.py"), *first, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    # nothing of the first command retyped but the new budget
+    more = subprocess.run(
+        [sys.executable, str(RECIPES / "train.py"), f"resume={tmp_path}", "total_frames=320"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert more.returncode == 0, more.stderr[-2000:]
+    assert "hatrpo on vmas/balance: 2 agents" in more.stdout  # the first run's algo=hatrpo, not retyped
+    assert f"resumed from {tmp_path / 'checkpoint.pt'} at 160 frames" in more.stdout
+    assert load_checkpoint(tmp_path / "checkpoint.pt")["frames"] == 320
+    assert [int(r["step"]) for r in _rows(tmp_path / "metrics.csv") if r["iteration"]] == [80, 160, 240, 320]
