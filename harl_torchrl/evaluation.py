@@ -7,6 +7,9 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
+#: The flag an env writes on the step its team won (SMAX's ``"battle_won"``), read for win rates.
+WIN_KEY = "battle_won"
+
 
 @torch.no_grad()
 def episode_returns(
@@ -21,8 +24,12 @@ def episode_returns(
     "reward")`` (each agent that has one) up to and including the first ``done``;
     episodes still running after ``max_steps`` count with their partial return.
 
+    Envs that flag a won episode (``("next", "battle_won")``, SMAX) also give ``"won"``:
+    1.0 where the first episode was won, else 0.0 (an unfinished episode is not won).
+
     Returns:
-        ``{"team": [B], "length": [B], <agent>: [B], ...}``.
+        ``{"team": [B], "length": [B], <agent>: [B], ...}``, plus ``"won": [B]`` where the
+        env flags wins.
 
     Example:
         >>> from harl_torchrl.envs import make_vmas_env
@@ -45,6 +52,9 @@ def episode_returns(
         return (reward * in_first_episode).sum(-1)
 
     out = {"team": total(("next", "reward")), "length": first_done + 1}
+    if ("next", WIN_KEY) in rollout.keys(True):
+        won = rollout.get(("next", WIN_KEY)).reshape(done.shape)
+        out["won"] = (won & done & in_first_episode).any(-1).float()
     for agent in getattr(env, "group_map", {}):
         if ("next", agent, "reward") in rollout.keys(True):
             out[agent] = total(("next", agent, "reward"))
@@ -66,12 +76,16 @@ def evaluate(env: EnvBase, policy: TensorDictModuleBase, max_steps: int) -> dict
         max_steps: step budget (the env's time limit, usually).
 
     Returns:
-        ``{"return_mean", "return_std", "episode_length_mean"}``.
+        ``{"return_mean", "return_std", "episode_length_mean"}``, plus ``"win_rate"`` (the
+        share of the episodes won) for envs that flag wins (SMAX).
     """
     out = episode_returns(env, policy, max_steps)
     returns = out["team"]
-    return {
+    figures = {
         "return_mean": returns.mean().item(),
         "return_std": returns.std(correction=0).item(),
         "episode_length_mean": out["length"].float().mean().item(),
     }
+    if "won" in out:
+        figures["win_rate"] = out["won"].mean().item()
+    return figures

@@ -12,26 +12,42 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from harl_torchrl.evaluation import WIN_KEY
 from harl_torchrl.sequential import SequentialUpdater
 from harl_torchrl.utils.checkpoint import rng_state, set_rng_state
 
 
 def episode_stats(batch: TensorDictBase) -> dict[str, float]:
-    """Team return and length of the episodes that ended inside ``batch``.
+    """Team return and length of the episodes that ended inside ``batch``, and their win rate.
 
     Reads ``("next", "done")`` and ``("next", "episode_reward")`` (the running
-    team return written by :func:`~harl_torchrl.envs.make_vmas_env`).
+    team return written by :func:`~harl_torchrl.envs.make_vmas_env`), and, where the
+    env writes it (SMAX), ``("next", "battle_won")``: the share of the ended episodes
+    that were won.
 
     Returns:
-        ``{"episode_return_mean", "episodes"}``; the mean is NaN when no episode ended.
+        ``{"episode_return_mean", "episodes"}``, plus ``"win_rate"`` for envs with a win
+        flag; the means are NaN when no episode ended.
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> done = torch.tensor([[True], [False], [True]])
+        >>> batch = TensorDict({"next": {"done": done, "episode_reward": torch.tensor([[2.0], [0.5], [1.0]]),
+        ...                              "battle_won": torch.tensor([[True], [False], [False]])}}, [3])
+        >>> episode_stats(batch)
+        {'episode_return_mean': 1.5, 'episodes': 2.0, 'win_rate': 0.5}
     """
     done = batch.get(("next", "done")).squeeze(-1)
     returns = batch.get(("next", "episode_reward")).squeeze(-1)[done]
     count = int(done.sum())
-    return {
+    stats = {
         "episode_return_mean": returns.mean().item() if count else float("nan"),
         "episodes": float(count),
     }
+    won = batch.get(("next", WIN_KEY), None)
+    if won is not None:
+        stats["win_rate"] = won.squeeze(-1)[done].float().mean().item() if count else float("nan")
+    return stats
 
 
 def flatten_metrics(diagnostics: TensorDictBase, prefix: str = "") -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo).
+"""Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo, SMAX).
 
 Defaults are those of :func:`~harl_torchrl.envs.make_env` for a key a mapping
 omits; the recipe YAMLs under ``recipes/conf/env/`` set every key. The scenario's
@@ -117,3 +117,32 @@ class MaMuJoCoEnvConfig(EnvConfig):
         """Also ``agent_obsk`` >= 0."""
         super().validate()
         self.require_non_negative("agent_obsk")
+
+
+@register_env
+@dataclass
+class SMAXEnvConfig(EnvConfig):
+    """JaxMARL SMAX battles (``recipes/conf/env/smax/*.yaml``), all copies in one jitted, vmapped call.
+
+    Attributes:
+        max_steps: episode length in steps (101: SMAX's default, its ``max_steps=100``).
+        env_kwargs: forwarded to ``jaxmarl.make("HeuristicEnemySMAX", ...)``, e.g.
+            ``won_battle_bonus``, ``enemy_shoots``, ``attack_mode``.
+    """
+
+    family: str = "smax"
+    num_envs: int = 64
+    max_steps: int | None = 101
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        """Also ``max_steps`` >= 2 (SMAX episodes always have a time limit); no env setting in ``env_kwargs``."""
+        super().validate()
+        if self.max_steps is None or self.max_steps < 2:
+            raise self.fail("max_steps", "must be >= 2 (SMAX episodes always have a time limit)")
+        reserved = sorted({"max_steps", "scenario", "num_allies", "num_enemies"} & set(self.env_kwargs))
+        if reserved:
+            raise ConfigError(
+                f"env.env_kwargs {reserved} are set by the env itself. Fix: use env.scenario for the map and "
+                "env.max_steps for the episode length"
+            )

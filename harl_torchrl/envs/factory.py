@@ -9,7 +9,7 @@ from torchrl.envs import EnvBase
 
 from harl_torchrl.errors import ConfigError, unknown_choice
 
-FAMILIES = ("vmas", "pettingzoo", "mamujoco")
+FAMILIES = ("vmas", "pettingzoo", "mamujoco", "smax")
 
 
 def make_env(
@@ -26,7 +26,7 @@ def make_env(
             for ``mamujoco``: ``scenario``, ``agent_conf``, ``num_envs``,
             ``max_steps``, ``obs_mode``, ``agent_obsk``, ``clip_actions``,
             ``normalize_actions``, ``zero_contact_forces``, ``env_kwargs``). The
-            ``pettingzoo`` and ``mamujoco`` modules are imported only when used, so
+            ``pettingzoo``, ``mamujoco`` and ``smax`` modules are imported only when used, so
             a missing optional package fails only for its own family.
         num_envs: overrides ``env_cfg["num_envs"]`` (evaluation envs use their own).
         seed: the env's seed.
@@ -85,6 +85,17 @@ def make_env(
             clip_actions=env_cfg.get("clip_actions", True),
             normalize_actions=env_cfg.get("normalize_actions", False),
             zero_contact_forces=env_cfg.get("zero_contact_forces", False),
+            seed=seed,
+            device=device,
+            **dict(env_cfg.get("env_kwargs") or {}),
+        )
+    if family == "smax":
+        from harl_torchrl.envs.smax import make_smax_env
+
+        return make_smax_env(
+            env_cfg["scenario"],
+            num_envs=num_envs if num_envs is not None else env_cfg.get("num_envs", 64),
+            max_steps=env_cfg.get("max_steps", 101),
             seed=seed,
             device=device,
             **dict(env_cfg.get("env_kwargs") or {}),
