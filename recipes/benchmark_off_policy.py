@@ -183,7 +183,8 @@ def rst_table(results: list[dict], algos: list[str], every: int) -> str:
     """An RST table of the eval curves on the reference's scale: mean ± std over seeds every ``every`` steps."""
     present = [a for a in algos if any(r["algo"] == a for r in results)]
     steps = sorted({step for r in results for step, _ in r["eval_curve"] if step % every == 0})
-    header = ["env steps"] + [f"{a.upper()} ({len([r for r in results if r['algo'] == a])} seeds)" for a in present]
+    counts = {a: len([r for r in results if r["algo"] == a]) for a in present}
+    header = ["env steps"] + [f"{a.upper()} ({n} seed{'s' if n > 1 else ''})" for a, n in counts.items()]
     rows = []
     for step in steps:
         cells = [f"{step:,}"]
