@@ -301,30 +301,39 @@ def test_capture_and_restore_continue_bit_identically():
         _env("3m", num_envs=2).restore_state(saved)
 
 
-@needs_jaxmarl
-def test_recipe_trains_happo_on_3m_and_logs_the_win_rate(tmp_path):
+TINY_3M = [
+    "env=smax/3m",
+    "algo=happo",
+    "env.num_envs=4",
+    "collector.rollout_steps=10",
+    "eval.interval=1",
+    "eval.episodes=2",
+    "checkpoint.interval=1",
+    "logger.progress_bar=false",
+    "model.hidden_sizes=[16]",
+]
+
+
+def _train(out, *overrides):
     from hydra import compose, initialize_config_dir
 
     spec = importlib.util.spec_from_file_location("harl_train_recipe_smax", RECIPES / "train.py")
     recipe = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(recipe)
-    overrides = [
-        "env=smax/3m",
-        "algo=happo",
-        "env.num_envs=4",
-        "collector.rollout_steps=10",
-        "total_frames=80",
-        "eval.interval=1",
-        "eval.episodes=2",
-        "checkpoint.interval=1",
-        "logger.progress_bar=false",
-        "model.hidden_sizes=[16]",
-    ]
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
-    result = recipe.run(cfg, tmp_path)
-    with open(tmp_path / "metrics.csv", newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if row["iteration"]]
+        cfg = compose("config", overrides=[*TINY_3M, *overrides])
+    return recipe.run(cfg, out)
+
+
+def _metric_rows(out):
+    with open(out / "metrics.csv", newline="") as handle:
+        return [row for row in csv.DictReader(handle) if row["iteration"]]
+
+
+@needs_jaxmarl
+def test_recipe_trains_happo_on_3m_and_logs_the_win_rate(tmp_path):
+    result = _train(tmp_path, "total_frames=80")
+    rows = _metric_rows(tmp_path)
     assert [int(row["step"]) for row in rows] == [40, 80]
     assert all(math.isfinite(float(row["ally_0/loss_objective"])) for row in rows)
     assert "win_rate" in rows[0] and "eval/win_rate" in rows[0]
@@ -339,3 +348,23 @@ def test_episode_stats_without_a_win_flag_has_no_win_rate():
         {"next": {"done": torch.tensor([[True], [True]]), "episode_reward": torch.tensor([[1.0], [3.0]])}}, [2]
     )
     assert episode_stats(batch) == {"episode_return_mean": 2.0, "episodes": 2.0}
+
+
+@needs_jaxmarl
+def test_resumed_run_continues_the_same_battles_bit_identically(tmp_path):
+    torch.set_num_threads(1)
+    whole = _train(tmp_path / "whole", "total_frames=160")
+    _train(tmp_path / "first", "total_frames=80")
+    resumed = _train(tmp_path / "resumed", "total_frames=160", f"resume={tmp_path / 'first' / 'checkpoint.pt'}")
+    timing = ("collect_fps", "update_seconds")
+
+    def rows(out):
+        return [{k: v for k, v in row.items() if k not in timing} for row in _metric_rows(out)]
+
+    assert rows(tmp_path / "resumed")[-2:] == rows(tmp_path / "whole")[-2:], "iterations 3 and 4 logged the same"
+    from harl_torchrl.utils.checkpoint import load_checkpoint
+
+    mine, theirs = load_checkpoint(resumed["checkpoint"]), load_checkpoint(whole["checkpoint"])
+    for agent in mine["actors"]:
+        for key, value in mine["actors"][agent].items():
+            assert torch.equal(value, theirs["actors"][agent][key]), (agent, key)
