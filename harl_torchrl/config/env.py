@@ -126,6 +126,8 @@ class SMAXEnvConfig(EnvConfig):
 
     Attributes:
         max_steps: episode length in steps (101: SMAX's default, its ``max_steps=100``).
+        continuous_actions: always ``false``: the env takes SMAX's discrete actions (the key
+            exists so that run-level checks, e.g. of discrete-only algorithms, read it).
         env_kwargs: forwarded to ``jaxmarl.make("HeuristicEnemySMAX", ...)``, e.g.
             ``won_battle_bonus``, ``enemy_shoots``, ``attack_mode``.
     """
@@ -133,6 +135,7 @@ class SMAXEnvConfig(EnvConfig):
     family: str = "smax"
     num_envs: int = 64
     max_steps: int | None = 101
+    continuous_actions: bool = False
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -140,6 +143,8 @@ class SMAXEnvConfig(EnvConfig):
         super().validate()
         if self.max_steps is None or self.max_steps < 2:
             raise self.fail("max_steps", "must be >= 2 (SMAX episodes always have a time limit)")
+        if self.continuous_actions:
+            raise self.fail("continuous_actions", "must be false (the env takes SMAX's discrete actions)")
         reserved = sorted({"max_steps", "scenario", "num_allies", "num_enemies"} & set(self.env_kwargs))
         if reserved:
             raise ConfigError(

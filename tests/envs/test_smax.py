@@ -128,6 +128,8 @@ def test_config_refuses_a_missing_or_too_short_time_limit():
     for bad in (None, 1):
         with pytest.raises(ConfigError, match=r"env\.max_steps"):
             env_config({"family": "smax", "scenario": "3m", "max_steps": bad})
+    with pytest.raises(ConfigError, match=r"env\.continuous_actions must be false"):
+        env_config({"family": "smax", "scenario": "3m", "continuous_actions": True})
 
 
 def test_settings_the_env_sets_itself_are_refused():
