@@ -7,11 +7,12 @@ unit dynamics, ranges and the enemy AI differ from StarCraft II, so win rates on
 SMAC maps are indicative only.
 
 All copies live in one JAX state (a pytree with a leading batch dimension) and are
-stepped by one ``jax.jit(jax.vmap(...))`` call per step; the outputs reach torch
-through DLPack without a copy. One group per agent, the team reward at the root,
-the global ``"state"`` (SMAX's world state) at the root for the centralised critic,
-each agent's ``action_mask``, battle end as ``terminated`` and the time limit as
-``truncated``; ``"battle_won"`` marks the step on which the allies won.
+stepped by one ``jax.jit(jax.vmap(...))`` call per step (which also prepares the reset
+of the copies it finished); the outputs reach torch through DLPack without a copy. One
+group per agent, the team reward at the root, the global ``"state"`` (SMAX's world
+state) at the root for the centralised critic, each agent's ``action_mask``, battle end
+as ``terminated`` and the time limit as ``truncated``; ``"battle_won"`` marks the step on
+which the allies won.
 """
 
 from __future__ import annotations
@@ -88,7 +89,9 @@ class _Functions:
     size. Every function takes and returns whole batches: per-copy PRNG keys ``[B, 2]``
     (uint32), the batched SMAX state, and returns ``floats [B, F]`` (every ally's
     observation, then the world state, then every ally's reward), ``masks [B, n, A]``
-    (bool) and ``flags [B, 4]`` (done, terminated, truncated, won).
+    (bool) and ``flags [B, 4]`` (done, terminated, truncated, won). ``step`` also returns
+    what ``reset_where`` would give for its done copies (keys, state and outputs), so that
+    the usual step-then-reset-the-finished-copies costs one call.
     """
 
     def __init__(self, scenario: str, max_steps: int, kwargs: Mapping[str, Any]) -> None:
@@ -155,7 +158,9 @@ class _Functions:
             per_agent = {a: actions[:, i] for i, a in enumerate(agents)}
             obs, state, rewards, dones, _ = jax.vmap(raw.step_env)(step_keys, state, per_agent)
             state = strong(state)
-            return (rest, state, *outputs(obs, state, rewards, dones["__all__"]))
+            done = dones["__all__"]
+            # and, in the same call, the reset of the finished copies that TorchRL asks for next
+            return (rest, state, *outputs(obs, state, rewards, done), *reset(rest, state, done))
 
         self.reset_all = jax.jit(lambda keys: reset(keys, None, jnp.zeros(keys.shape[:1], dtype=bool)))
         self.reset_where = jax.jit(reset)
@@ -276,6 +281,7 @@ class SMAXTeamEnv(EnvBase):
         self._on_cpu = torch.device(self.device).type == "cpu"
         self._keys: Any = None
         self._state: Any = None  # the batched SMAX state; None until the first reset
+        self._pending: tuple | None = None  # the last step's reset of its done copies, and their mask
         self._episode_reward = torch.zeros(num_envs, 1)
         self._make_specs()
         self._set_seed(seed)
@@ -339,10 +345,17 @@ class SMAXTeamEnv(EnvBase):
             seed = int(torch.randint(0, 2**31 - 1, ()).item())
         seeds = self._jnp.arange(self.num_envs, dtype=self._jnp.uint32) + np.uint32(int(seed) % 2**32)
         self._keys = self._fns.seed_keys(seeds)
+        self._pending = None  # computed from the old streams
 
     def _reset(self, tensordict: TensorDictBase | None = None, **kwargs: Any) -> TensorDictBase:
         mask = None if tensordict is None else tensordict.get("_reset", None)
-        if mask is None or self._state is None or bool(mask.all()):
+        pending, self._pending = self._pending, None
+        if pending is not None and mask is not None and torch.equal(mask.reshape(-1).cpu(), pending[-1]):
+            # the finished copies of the last step, reset inside that step's call
+            self._keys, self._state, floats, masks, flags = pending[:-1]
+            rows = pending[-1]
+            self._episode_reward = self._episode_reward.masked_fill(rows.unsqueeze(-1), 0.0)
+        elif mask is None or self._state is None or bool(mask.all()):
             self._keys, self._state, floats, masks, flags = self._fns.reset_all(self._keys)
             self._episode_reward = torch.zeros(self.num_envs, 1)
         else:
@@ -358,10 +371,12 @@ class SMAXTeamEnv(EnvBase):
             actions = actions.cpu()
         if actions.numel() and (int(actions.min()) < 0 or int(actions.max()) >= self.num_actions):
             raise ValueError(f"SMAX actions must lie in [0, {self.num_actions}), got {actions.tolist()}")
-        self._keys, self._state, floats, masks, flags = self._fns.step(
+        self._keys, self._state, floats, masks, flags, *after = self._fns.step(
             self._keys, self._state, actions.numpy().astype(np.int32)
         )
-        return self._output(floats, masks, flags, rewards=True)
+        out = self._output(floats, masks, flags, rewards=True)
+        self._pending = (*after, out.get("done").reshape(-1))
+        return out
 
     def _output(self, floats: Any, masks: Any, flags: Any, *, rewards: bool) -> TensorDictBase:
         """The step's TensorDict from the three JAX output arrays (torch views of them, no copy)."""
@@ -447,6 +462,7 @@ class SMAXTeamEnv(EnvBase):
             self._state = jax.tree.unflatten(jax.tree.structure(structure), leaves)
         self._keys = jnp.asarray(state["keys"].numpy().astype(np.uint32))
         self._episode_reward = state["episode_reward"].clone()
+        self._pending = None
 
 
 def make_smax_env(

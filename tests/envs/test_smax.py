@@ -370,3 +370,29 @@ def test_resumed_run_continues_the_same_battles_bit_identically(tmp_path):
     for agent in mine["actors"]:
         for key, value in mine["actors"][agent].items():
             assert torch.equal(value, theirs["actors"][agent][key]), (agent, key)
+
+
+@needs_jaxmarl
+def test_reset_prepared_in_the_step_equals_the_separate_reset_and_keeps_other_copies():
+    fused, separate = _env(seed=6), _env(seed=6)
+    tds = []
+    for env in (fused, separate):
+        td = env.reset()
+        for _ in range(40):  # until some copy has finished
+            td = env.step(_strongest_available(td, env.agent_names))
+            if td["next", "done"].any():
+                break
+        tds.append(td)
+    done = tds[0]["next", "done"].clone()
+    assert done.any() and not done.all()
+    separate._pending = None  # forces the separate jitted reset (the path for any other mask)
+    after = [env.reset(env.step_mdp(td).set("_reset", done)) for env, td in zip((fused, separate), tds, strict=True)]
+    assert (after[0] == after[1]).all()
+    # a copy that did not finish, reset on request: only it changes
+    target = int((~done.flatten()).nonzero()[0, 0])
+    mask = torch.zeros_like(done)
+    mask[target] = True
+    again = separate.reset(after[1].clone().set("_reset", mask))
+    for i in range(B):
+        same = torch.equal(again["ally_0", "observation"][i], after[1]["ally_0", "observation"][i])
+        assert same != (i == target), (i, target)
