@@ -12,16 +12,17 @@ For every map and number of copies, each measurement runs ``--steps`` vector ste
 * ours: :class:`~harl_torchrl.envs.SMAXTeamEnv` through ``step_and_maybe_reset`` (what
   TorchRL's ``Collector`` calls), each ally's action drawn uniformly among its available
   ones from the ``action_mask`` in torch (a policy's cheapest stand-in): outputs as
-  torch tensors, terminal observations kept, finished copies reset in a second call.
+  torch tensors, terminal observations kept, finished copies reset from what the step call
+  prepared.
 
 Both are compiled and warmed up before timing. Steps per second count env steps summed
 over copies; rounds are interleaved, medians are printed, and the ratio is taken within
 each round.
 
-Measured on this 2-core CPU (busy with other runs; single-threaded XLA), 3m, 200 steps x 3
-rounds: 64 copies raw 66k, ours 25k steps/s (0.37); 512 copies raw 46k, ours 30k (0.61).
-Ours pays TorchRL's per-step Python overhead (about 1 ms per vector step, which dominates
-at 64 copies) and a second jitted call that resets the finished copies.
+Measured on this 2-core CPU shared with other runs (load average about 4; single-threaded
+XLA), 3m, 200 steps x 5 rounds: 64 copies raw 67k, ours 19k steps/s (0.31); 512 copies raw
+59k, ours 27k (0.52); three runs gave 0.17-0.37 and 0.39-0.61. Ours pays TorchRL's per-step
+Python overhead (about 1 ms per vector step, which dominates at 64 copies).
 """
 
 from __future__ import annotations
