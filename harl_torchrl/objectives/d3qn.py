@@ -197,13 +197,14 @@ class HAD3QNAgentLoss(LossModule):
         target = tensordict.get(self.tensor_keys.critic_value).detach()
         greedy = td.get(self.tensor_keys.action).long()
         if self.distill == "all_actions":
-            error = (values - target).pow(2)
+            diff = values - target
             mask = tensordict.get(self.tensor_keys.action_mask, None)
             if mask is not None:
-                error = error * mask.float()
+                # masked before squaring: a masking Q-net writes finfo.min there, and inf * 0 is NaN
+                error = diff.masked_fill(~mask.bool(), 0.0).pow(2)
                 per_sample = error.sum(-1) / mask.float().sum(-1).clamp_min(1.0)
             else:
-                per_sample = error.mean(-1)
+                per_sample = diff.pow(2).mean(-1)
         else:
             index = greedy.unsqueeze(-1)
             per_sample = (values.gather(-1, index) - target.gather(-1, index)).pow(2).squeeze(-1)

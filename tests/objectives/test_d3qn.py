@@ -138,6 +138,23 @@ def test_masked_actions_are_left_out_of_the_distillation():
     torch.testing.assert_close(out["loss_actor"], (values[:, [0, 2]] ** 2).mean())
 
 
+def test_masked_values_of_a_masking_qnet_give_a_finite_loss_and_gradient():
+    """Regression: a Q-net that masks writes finfo.min at unavailable actions; inf * 0 made the loss NaN (SMAX)."""
+    torch.manual_seed(0)
+    net = make_dueling_agent_qnet("agent_0", 1, Categorical(n=3), mask_key="action_mask", **KW)
+    loss = HAD3QNAgentLoss("agent_0", net)
+    td = TensorDict({("agent_0", "observation"): torch.ones(4, 1)}, [4])
+    td.set(("agent_0", "action_mask"), torch.tensor([True, False, True]).expand(4, 3))
+    td.set(("agent_0", "critic_action_value"), torch.zeros(4, 3))
+    out = loss(td)
+    assert torch.isfinite(out["loss_actor"])
+    values = net(td.copy())["agent_0", "action_value"]
+    assert values[:, 1].max() < -1e30  # the net does mask
+    torch.testing.assert_close(out["loss_actor"], (values[:, [0, 2]] ** 2).mean())
+    out["loss_actor"].backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
+
+
 def test_best_response_round_follows_the_order():
     """Fixed order: agent_1's target slice is the table's row at agent_0's best response."""
     agents, losses, critic_loss = _setup((3, 3))
