@@ -256,6 +256,12 @@ def validate_run_config(cfg: Mapping[str, Any] | RunConfig) -> RunConfig:
             f"same number of copies). Fix: set collector.workers to a divisor of {num_envs} "
             f"({', '.join(map(str, _divisors(num_envs)[:8]))}), or env.num_envs to a multiple of {workers}"
         )
+    if workers > 1 and env.family == "smax":
+        raise ConfigError(
+            f"collector.workers={workers} with env.family=smax: SMAX steps all its copies in one jit+vmap call, "
+            "and JAX does not run safely in forked worker processes. Fix: collector.workers=1 (raise env.num_envs "
+            "for more copies)"
+        )
     chunk = model.sequence_length
     steps = run.collector.rollout_steps
     if chunk and steps % chunk:

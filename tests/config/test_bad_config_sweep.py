@@ -98,6 +98,7 @@ CASES = [
     # collector, eval, checkpoint, logger
     ("workers_vs_num_envs", ["collector.workers=3"], "collector.workers"),
     ("workers_zero", ["collector.workers=0"], "collector.workers"),
+    ("smax_workers", ["env=smax/3m", "collector.workers=2"], "collector.workers"),
     ("rollout_steps_text", ["collector.rollout_steps=abc"], "collector.rollout_steps"),
     ("collector_unknown_plus", ["+collector.steps=5"], "collector.steps"),
     ("eval_interval_negative", ["eval.interval=-1"], "eval.interval"),
