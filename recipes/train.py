@@ -50,7 +50,7 @@ from harl_torchrl.training import (
 from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_everything
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
-from harl_torchrl.utils.progress import RunProgress, format_banner
+from harl_torchrl.utils.progress import RunProgress
 
 
 def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -121,20 +121,14 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=False)
-    print(
-        format_banner(
-            algorithm=cfg.algo.name,
-            env=cfg.env.to_dict(),
-            agents=list(parts.actors),
-            frames_per_batch=frames_per_batch,
-            total_frames=frames + iterations_left * frames_per_batch,  # whole batches
-            run_dir=output_dir,
-            device=device,
-            start_frames=frames,
-        )
-    )
-    progress = RunProgress(
-        total_frames=frames + iterations_left * frames_per_batch, start_frames=frames, enabled=cfg.logger.progress_bar
+    progress = RunProgress.start(
+        cfg,
+        agents=list(parts.actors),
+        frames_per_batch=frames_per_batch,
+        iterations=iterations_left,
+        start_frames=frames,
+        run_dir=output_dir,
+        device=device,
     )
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}

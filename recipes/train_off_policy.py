@@ -39,7 +39,7 @@ from harl_torchrl.training import episode_stats, flatten_metrics
 from harl_torchrl.utils.checkpoint import rng_state, run_metadata, save_checkpoint, seed_everything, set_rng_state
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.logging import MetricLogger
-from harl_torchrl.utils.progress import RunProgress, format_banner
+from harl_torchrl.utils.progress import RunProgress
 
 
 def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -107,20 +107,14 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
     checkpoint_path = output_dir / "checkpoint.pt"
     save_buffer = bool(cfg.checkpoint.get("replay_buffer", True))
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=True)
-    print(
-        format_banner(
-            algorithm=algo.name,
-            env=cfg.env.to_dict(),
-            agents=list(parts.actors),
-            frames_per_batch=frames_per_batch,
-            total_frames=frames + iterations_left * frames_per_batch,  # whole batches
-            run_dir=output_dir,
-            device=device,
-            start_frames=frames,
-        )
-    )
-    progress = RunProgress(
-        total_frames=frames + iterations_left * frames_per_batch, start_frames=frames, enabled=cfg.logger.progress_bar
+    progress = RunProgress.start(
+        cfg,
+        agents=list(parts.actors),
+        frames_per_batch=frames_per_batch,
+        iterations=iterations_left,
+        start_frames=frames,
+        run_dir=output_dir,
+        device=device,
     )
     metrics: dict[str, float] = {}
     trained = {**parts.actors, "critic": parts.critic}

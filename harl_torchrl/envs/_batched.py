@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 from tensordict import TensorDict, TensorDictBase
-from torchrl.data import Bounded, Categorical, Composite, Unbounded
+from torchrl.data import Bounded, Categorical, Composite, TensorSpec, Unbounded
 from torchrl.envs import EnvBase
 
 from harl_torchrl.errors import ConfigError
@@ -84,6 +84,49 @@ class StepResult:
     team_reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+
+
+def set_team_specs(
+    env: EnvBase,
+    obs_specs: dict[str, Composite],
+    action_specs: dict[str, Composite],
+    reward_specs: dict[str, Composite],
+    *,
+    state_dim: int,
+    **root_observations: TensorSpec,
+) -> None:
+    """Sets ``env``'s specs in the team layout every family here shares.
+
+    One group per agent (``obs_specs``/``action_specs``/``reward_specs`` by agent), and at
+    the root the global ``"state"`` ``[*B, state_dim]``, the running ``"episode_reward"``,
+    the team ``"reward"`` and boolean ``"done"``/``"terminated"``/``"truncated"``
+    ``[*B, 1]``, plus any further root observations given (e.g. SMAX's ``battle_won``).
+    """
+    batch, device = tuple(env.batch_size), env.device
+    env.observation_spec = Composite(
+        obs_specs,
+        state=Unbounded(shape=(*batch, state_dim), dtype=torch.float32, device=device),
+        episode_reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
+        **root_observations,
+        shape=batch,
+        device=device,
+    )
+    env.action_spec = Composite(action_specs, shape=batch, device=device)
+    env.reward_spec = Composite(
+        reward_specs,
+        reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
+        shape=batch,
+        device=device,
+    )
+    flag = done_flag_spec(batch, device)
+    env.done_spec = Composite(
+        done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=batch, device=device
+    )
+
+
+def done_flag_spec(batch: tuple[int, ...], device: torch.device | str | None) -> Categorical:
+    """A boolean ``[*B, 1]`` flag spec (done, terminated, truncated, a win flag)."""
+    return Categorical(n=2, shape=(*batch, 1), dtype=torch.bool, device=device)
 
 
 class BatchedParallelEnv(EnvBase):
@@ -201,24 +244,7 @@ class BatchedParallelEnv(EnvBase):
             reward_specs[name] = Composite(
                 reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device), shape=batch
             )
-        self.observation_spec = Composite(
-            obs_specs,
-            state=Unbounded(shape=(*batch, self.state_dim), dtype=torch.float32, device=device),
-            episode_reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
-            shape=batch,
-            device=device,
-        )
-        self.action_spec = Composite(action_specs, shape=batch, device=device)
-        self.reward_spec = Composite(
-            reward_specs,
-            reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
-            shape=batch,
-            device=device,
-        )
-        flag = Categorical(n=2, shape=(*batch, 1), dtype=torch.bool, device=device)
-        self.done_spec = Composite(
-            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=batch, device=device
-        )
+        set_team_specs(self, obs_specs, action_specs, reward_specs, state_dim=self.state_dim)
         self._batch_size_unsafe = torch.Size(batch)
 
     # -------------------------------------------------------- family hooks

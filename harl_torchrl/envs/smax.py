@@ -30,6 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Binary, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from harl_torchrl.envs._batched import done_flag_spec, set_team_specs
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 from harl_torchrl.utils.device import resolve_device
 
@@ -304,24 +305,13 @@ class SMAXTeamEnv(EnvBase):
             reward_specs[name] = Composite(
                 reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device), shape=batch
             )
-        flag = Categorical(n=2, shape=(*batch, 1), dtype=torch.bool, device=device)
-        self.observation_spec = Composite(
+        set_team_specs(
+            self,
             obs_specs,
-            state=Unbounded(shape=(*batch, fns.state_dim), dtype=torch.float32, device=device),
-            episode_reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
-            battle_won=flag.clone(),
-            shape=batch,
-            device=device,
-        )
-        self.action_spec = Composite(action_specs, shape=batch, device=device)
-        self.reward_spec = Composite(
+            action_specs,
             reward_specs,
-            reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device),
-            shape=batch,
-            device=device,
-        )
-        self.done_spec = Composite(
-            done=flag.clone(), terminated=flag.clone(), truncated=flag.clone(), shape=batch, device=device
+            state_dim=fns.state_dim,
+            battle_won=done_flag_spec(batch, device),
         )
 
     @property

@@ -91,6 +91,38 @@ class RunProgress:
         self.best_eval: float | None = None
         self.bar = tqdm(total=total_frames, initial=start_frames, unit="frames", disable=not enabled)
 
+    @classmethod
+    def start(
+        cls,
+        cfg: Any,
+        *,
+        agents: list[str],
+        frames_per_batch: int,
+        iterations: int,
+        start_frames: int,
+        run_dir: str | Path,
+        device: str | torch.device,
+    ) -> RunProgress:
+        """Prints the run's banner (:func:`format_banner`) and returns its progress bar.
+
+        Both training loops start this way; ``iterations`` whole batches of
+        ``frames_per_batch`` remain after ``start_frames``.
+        """
+        total = start_frames + iterations * frames_per_batch  # whole batches
+        print(
+            format_banner(
+                algorithm=cfg.algo.name,
+                env=cfg.env.to_dict(),
+                agents=agents,
+                frames_per_batch=frames_per_batch,
+                total_frames=total,
+                run_dir=run_dir,
+                device=device,
+                start_frames=start_frames,
+            )
+        )
+        return cls(total_frames=total, start_frames=start_frames, enabled=cfg.logger.progress_bar)
+
     def record_eval(self, value: Any) -> None:
         """Notes a deterministic evaluation return (for the bar and the summary)."""
         value = _finite(value)
