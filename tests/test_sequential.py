@@ -196,3 +196,33 @@ def test_missing_advantage_names_the_key_and_the_fix():
     del batch["advantage"]
     with pytest.raises(ConfigError, match=r"no advantage at 'advantage'.*compute_advantage"):
         updater.update(batch)
+
+
+class _RecordingLoss(torch.nn.Module):
+    """A quadratic loss on ``"x"`` that remembers each TensorDict it was called on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.seen = []
+
+    def forward(self, td):
+        self.seen.append(td)
+        return TensorDict({"loss_x": ((td["x"] - self.weight) ** 2).mean()})
+
+
+def test_one_minibatch_trains_on_the_batch_itself_and_several_on_shuffled_parts():
+    # Regression: with one minibatch the batch was re-indexed (copied whole, every agent's
+    # entries) each epoch, two thirds of the update's time on Humanoid 17x1.
+    from harl_torchrl.sequential.trainers import minibatch_epochs
+
+    batch = TensorDict({"x": torch.arange(8.0), "other": torch.zeros(8, 100)}, [8])
+    loss = _RecordingLoss()
+    optimizer = torch.optim.SGD(loss.parameters(), lr=0.1)
+    kwargs = {"epochs": 2, "max_grad_norm": None, "generator": torch.Generator().manual_seed(0)}
+    minibatch_epochs(loss, optimizer, batch, num_minibatches=1, **kwargs)
+    assert len(loss.seen) == 2 and all(td is batch for td in loss.seen)
+    loss.seen.clear()
+    minibatch_epochs(loss, optimizer, batch, num_minibatches=2, **kwargs)
+    assert [td.shape[0] for td in loss.seen] == [4, 4, 4, 4]
+    assert sorted(torch.cat([td["x"] for td in loss.seen[:2]]).tolist()) == batch["x"].tolist()

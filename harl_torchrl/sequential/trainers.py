@@ -64,8 +64,12 @@ def minibatch_epochs(
     for _ in range(epochs):
         permutation = torch.randperm(n, generator=generator).to(batch.device)
         for indices in permutation.chunk(num_minibatches):
+            # One minibatch is the whole batch, whose order does not change the gradient: indexing
+            # would copy every entry of every agent (on Humanoid 17x1, 2/3 of the update's time).
+            # The permutation is still drawn so that the generator's stream is the same either way.
+            minibatch = batch if num_minibatches == 1 else batch[indices]
             with set_recurrent_mode(True):
-                out = loss_module(batch[indices])
+                out = loss_module(minibatch)
             loss = sum(value for key, value in out.items() if key.startswith("loss_"))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
