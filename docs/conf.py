@@ -5,9 +5,12 @@ import socket
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+DOCS = Path(__file__).resolve().parent
+sys.path.insert(0, str(DOCS.parent))
+sys.path.insert(0, str(DOCS / "_ext"))
 
 import harl_torchrl
+import torch
 
 project = "harl_torchrl"
 author = "harl_torchrl developers"
@@ -17,18 +20,42 @@ version = release
 
 extensions = [
     "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.intersphinx",
     "sphinx.ext.mathjax",
+    "sphinx-mathjax-offline",  # MathJax 3 copied into _static: math renders without a CDN
     "sphinx.ext.viewcode",
+    "sphinx_gallery.gen_gallery",
+    "harl_docs",  # docs/_ext: real class signatures, public-name tables, config tables
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
+autodoc_preserve_defaults = True
 autodoc_default_options = {"members": True, "show-inheritance": True}
+autosummary_generate = False
+
+# Executed tutorials: docs/tutorials/*.py run at build time (tiny budgets, one thread),
+# their printed output and figures on the page.
+torch.set_num_threads(1)
+sphinx_gallery_conf = {
+    "examples_dirs": "tutorials",
+    "gallery_dirs": "generated/tutorials",
+    "filename_pattern": r"/plot_",
+    "within_subsection_order": "FileNameSortKey",
+    "download_all_examples": False,
+    "remove_config_comments": True,
+    "matplotlib_animations": False,
+    "image_scrapers": ("matplotlib",),
+    "reset_modules": ("matplotlib",),
+    "show_memory": False,
+    "min_reported_time": 1,
+    "abort_on_example_error": True,
+}
 napoleon_google_docstring = True
 napoleon_numpy_docstring = False
 templates_path = ["_templates"]
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "tutorials/GALLERY_HEADER.rst"]
 html_theme = "furo" if "furo" in sys.modules or __import__("importlib").util.find_spec("furo") else "alabaster"
 html_title = f"harl_torchrl {release}"
 

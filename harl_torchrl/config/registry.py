@@ -20,8 +20,11 @@ A = TypeVar("A", bound=AlgoConfig)
 E = TypeVar("E", bound=EnvConfig)
 M = TypeVar("M", bound=ModelConfig)
 
+#: ``algo=<name>`` to its schema, filled by :func:`register_algo`.
 ALGO_SCHEMAS: dict[str, type[AlgoConfig]] = {}
+#: ``env.family`` to its schema, filled by :func:`register_env`.
 ENV_SCHEMAS: dict[str, type[EnvConfig]] = {}
+#: ``model.name`` to its schema, filled by :func:`register_model`.
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {}
 
 
