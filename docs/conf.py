@@ -5,12 +5,12 @@ import socket
 import sys
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parent
-sys.path.insert(0, str(DOCS.parent))
-sys.path.insert(0, str(DOCS / "_ext"))
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent / "_ext"))
 
 import harl_torchrl
-import torch
 
 project = "harl_torchrl"
 author = "harl_torchrl developers"
