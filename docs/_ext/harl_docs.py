@@ -21,6 +21,7 @@ import pkgutil
 import re
 import types
 import typing
+from pathlib import Path
 from typing import Any
 
 from docutils import nodes
@@ -268,6 +269,93 @@ class HarlConfigTable(Directive):
         return _parse(self, [*lines, "", caption])
 
 
+BENCHMARKS = Path(__file__).resolve().parents[2] / "recipes" / "BENCHMARKS.rst"
+_UNDERLINE = re.compile(r"^([-=~^\"'`#*+])\1+$")
+
+
+def benchmark_sections(text: str) -> dict[str, list[str]]:
+    """``{title: body lines}`` of every section of an RST file (bodies without their title)."""
+    lines = text.splitlines()
+    starts = [
+        i
+        for i in range(len(lines) - 1)
+        if lines[i].strip() and _UNDERLINE.match(lines[i + 1]) and len(lines[i + 1]) >= len(lines[i].rstrip())
+    ]
+    sections = {}
+    for k, start in enumerate(starts):
+        end = starts[k + 1] if k + 1 < len(starts) else len(lines)
+        sections[lines[start].strip()] = lines[start + 2 : end]
+    return sections
+
+
+def section_anchor(title: str) -> str:
+    """The HTML id docutils gives a section with this RST title."""
+    text = nodes.Text(title.replace("``", ""))
+    return nodes.make_id(text.astext())
+
+
+class HarlBenchmark(Directive):
+    """``.. harl-benchmark:: <section title of recipes/BENCHMARKS.rst>``: that section's body, here.
+
+    With ``:link:`` only a link to the section on the benchmarks page. A title that
+    no longer exists fails the build with the list of titles, so pages cannot point
+    at results that were renamed or removed.
+    """
+
+    required_arguments = 1
+    final_argument_whitespace = True
+    option_spec = {"link": directives.flag}
+
+    def run(self):
+        env = self.state.document.settings.env
+        env.note_dependency(str(BENCHMARKS))
+        title = self.arguments[0].strip()
+        sections = benchmark_sections(BENCHMARKS.read_text())
+        if title not in sections:
+            raise self.error(f"no section {title!r} in {BENCHMARKS.name}; its sections: {list(sections)}")
+        uri = env.app.builder.get_relative_uri(env.docname, "benchmarks") + "#" + section_anchor(title)
+        link = nodes.paragraph()
+        link += nodes.Text("Benchmarks: ")
+        link += nodes.reference("", "", *self.state.inline_text(title, self.lineno)[0], refuri=uri, internal=True)
+        if "link" in self.options:
+            return [link]
+        rubric = nodes.rubric(title, "", *self.state.inline_text(title, self.lineno)[0])
+        body = _parse(self, sections[title])
+        return [rubric, *body, link]
+
+
+_BACKLINK = re.compile(r'href="([^"#]*)#([^"]+)">\[docs\]')
+
+
+def fix_viewcode_backlinks(app, pagename, templatename, context, doctree):
+    """Point each ``[docs]`` link of a source page at the object's real anchor.
+
+    viewcode keeps one documented module name per source module, so in a module whose
+    exported names are documented under the package (``harl_torchrl.modules.MLPTrunk``)
+    and whose other public names under the module (``harl_torchrl.modules.mlp.orthogonal_``),
+    half of its ``[docs]`` links would miss.
+    """
+    if not pagename.startswith("_modules/") or "body" not in context:
+        return
+    objects = app.env.get_domain("py").objects
+    modname = pagename.removeprefix("_modules/").replace("/", ".")
+
+    def repair(match):
+        anchor = match.group(2)
+        if anchor in objects:
+            return match.group(0)
+        parts = anchor.split(".")
+        for i in range(1, len(parts)):  # the longest suffix that names an object of this module
+            candidate = ".".join([modname, *parts[i:]])
+            if candidate in objects:
+                entry = objects[candidate]
+                uri = app.builder.get_relative_uri(pagename, entry.docname)
+                return f'href="{uri}#{entry.node_id}">[docs]'
+        return match.group(0)
+
+    context["body"] = _BACKLINK.sub(repair, context["body"])
+
+
 def _parse(directive: Directive, lines: list[str]) -> list[nodes.Node]:
     container = nodes.container()
     source = directive.state_machine.get_source_and_line(directive.lineno)[0]
@@ -281,4 +369,6 @@ def setup(app):
     app.add_directive("harl-autosummary", HarlAutosummary)
     app.add_directive("harl-package", HarlPackage)
     app.add_directive("harl-config-table", HarlConfigTable)
+    app.add_directive("harl-benchmark", HarlBenchmark)
+    app.connect("html-page-context", fix_viewcode_backlinks)
     return {"parallel_read_safe": True, "parallel_write_safe": True, "version": "1"}
