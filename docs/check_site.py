@@ -93,6 +93,7 @@ def _local_target(page_path: Path, url: str) -> tuple[Path | None, str]:
 
 def static_problems(root: Path) -> tuple[list[str], dict[Path, Page]]:
     """Broken local links, missing or empty images and dangling fragments under ``root``."""
+    root = root.resolve()
     pages = {path: parse_page(path.read_text(encoding="utf-8")) for path in sorted(root.rglob("*.html"))}
     problems = []
     for path, page in pages.items():
@@ -112,7 +113,7 @@ def static_problems(root: Path) -> tuple[list[str], dict[Path, Page]]:
             if fragment and target.suffix == ".html":
                 ids = pages[target].ids if target in pages else parse_page(target.read_text(encoding="utf-8")).ids
                 if fragment not in ids:
-                    problems.append(f"{name}: no id {fragment!r} in {target.relative_to(root.resolve())}")
+                    problems.append(f"{name}: no id {fragment!r} in {target.relative_to(root)}")
     return problems, pages
 
 
@@ -203,6 +204,7 @@ def screenshot(binary: str, path: Path, out: Path, width: int = 1280, height: in
 
 def browser_problems(root: Path, pages: dict[Path, Page], binary: str, jobs: int = 2) -> list[str]:
     """Renders every content page in Chromium and checks its math."""
+    root = root.resolve()
     content = [p for p in pages if not str(p.relative_to(root)).startswith(SKIP_BROWSER)]
 
     def check(path: Path) -> list[str]:
@@ -226,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--static-only", action="store_true", help="links and images only, no browser")
     args = parser.parse_args(argv)
 
-    root = args.site
+    root = args.site.resolve()
     if not (root / "index.html").exists():
         print(f"no built site at {root}: run HARL_DOCS_OFFLINE=1 python -m sphinx -b html docs {root}")
         return 2

@@ -52,6 +52,8 @@ def process_signature(app, what, name, obj, options, signature, return_annotatio
         return None
     if signature is None or signature.replace(" ", "") != _PASS_THROUGH.replace(" ", ""):
         return None
+    if getattr(obj, "_is_protocol", False):
+        return "", return_annotation  # a typing.Protocol is implemented, never instantiated
     real = _init_signature(obj)
     if real is None:
         return None
