@@ -15,7 +15,8 @@ from TorchRL pieces only:
 * the :class:`~harl_torchrl.sequential.SequentialUpdater` runs the sequential scheme
   (a random agent order, the factor :math:`M` passed from agent to agent).
 
-The budget here is tiny (a few seconds of CPU): the curve only starts to rise.
+The budget here is tiny (about half a minute of one CPU core): the curve only
+starts to rise.
 """
 
 # %%
@@ -26,6 +27,8 @@ The budget here is tiny (a few seconds of CPU): the curve only starts to rise.
 # Each agent gets its own actor (its own parameters); the critic reads every agent's
 # observation and predicts normalised values, with the
 # :class:`~harl_torchrl.modules.ValueNorm` given once, here.
+import logging
+
 import matplotlib.pyplot as plt
 import torch
 from torchrl.collectors import Collector
@@ -43,6 +46,7 @@ from harl_torchrl.modules import (
 from harl_torchrl.objectives import CentralValueLoss, HAPPOLoss
 from harl_torchrl.sequential import SequentialUpdater
 
+logging.getLogger("torchrl").setLevel(logging.WARNING)  # no INFO line per buffer
 torch.manual_seed(0)
 env = make_vmas_env("balance", num_envs=16, max_steps=50, n_agents=3, seed=0)
 actors = make_actors(env, hidden_sizes=[64, 64])
