@@ -32,7 +32,7 @@ from harl_torchrl.objectives import CentralValueLoss
 
 torch.manual_seed(0)
 env = make_pettingzoo_env(
-    "simple_speaker_listener_v4",
+    "simple_speaker_listener",
     num_envs=32,
     max_steps=25,
     continuous_actions=False,
