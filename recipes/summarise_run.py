@@ -1,0 +1,98 @@
+r"""Condense one training run's ``metrics.csv`` into a small result file the docs can plot from.
+
+Run directories (logs, checkpoints) are never committed; this keeps what a benchmark table
+needs: the evaluation curve, the frames reached, the wall time and the throughput::
+
+    python recipes/summarise_run.py outputs/happo_mamujoco_humanoid_17x1/<time> \
+        --name humanoid_17x1_happo_seed1 --command "python recipes/train.py preset=... seed=1" \
+        --out recipes/results
+
+writes ``recipes/results/humanoid_17x1_happo_seed1.json`` with ``eval_curve`` as
+``[[frames, deterministic eval return], ...]`` and ``train_curve`` as
+``[[frames, mean return of the episodes that ended in that batch], ...]`` (every
+``--every``-th batch). A run that was stopped before its ``total_frames`` is summarised as
+far as it got (``frames`` says where).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+from pathlib import Path
+
+
+def _float(value: str | None) -> float:
+    return float(value) if value not in (None, "") else math.nan
+
+
+def summarise(run_dir: Path, every: int = 10) -> dict:
+    """The curves, frames, wall time and throughput of the run in ``run_dir``.
+
+    Args:
+        run_dir: a run directory holding ``metrics.csv`` (one row per iteration, with
+            ``step``; ``eval/return_mean`` on evaluation rows; ``collect_fps`` and
+            ``update_seconds`` per iteration).
+        every: keep the training return of every ``every``-th iteration.
+
+    Returns:
+        ``{"frames", "iterations", "eval_curve", "train_curve", "collect_fps_mean",
+        "update_seconds_mean", "wall_minutes_estimate"}``; the wall time is the sum of
+        collection and update time over the iterations (evaluation time excluded).
+
+    Raises:
+        FileNotFoundError: ``run_dir`` has no ``metrics.csv`` (not a run directory).
+    """
+    path = run_dir / "metrics.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist. Fix: pass a run directory written by recipes/train.py")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{path} has no rows yet. Fix: wait for the run's first iteration")
+    eval_curve = [
+        [int(_float(r["step"])), round(_float(r["eval/return_mean"]), 3)]
+        for r in rows
+        if not math.isnan(_float(r.get("eval/return_mean")))
+    ]
+    train_curve = [
+        [int(_float(r["step"])), round(_float(r["episode_return_mean"]), 3)]
+        for i, r in enumerate(rows)
+        if (i + 1) % every == 0 and not math.isnan(_float(r.get("episode_return_mean")))
+    ]
+    frames = int(_float(rows[-1]["step"]))
+    batch = frames / len(rows)
+    fps = [_float(r.get("collect_fps")) for r in rows]
+    updates = [_float(r.get("update_seconds")) for r in rows]
+    seconds = sum(batch / v for v in fps if v > 0) + sum(u for u in updates if not math.isnan(u))
+    return {
+        "frames": frames,
+        "iterations": len(rows),
+        "eval_curve": eval_curve,
+        "train_curve": train_curve,
+        "collect_fps_mean": round(sum(fps) / len(fps), 1),
+        "update_seconds_mean": round(sum(updates) / len(updates), 3),
+        "wall_minutes_estimate": round(seconds / 60, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--name", required=True, help="the result file's stem")
+    parser.add_argument("--command", required=True, help="the command that made the run, recorded verbatim")
+    parser.add_argument("--note", default="", help="anything a reader must know (machine, stopped early, ...)")
+    parser.add_argument("--every", type=int, default=10)
+    parser.add_argument("--out", type=Path, default=Path("recipes/results"))
+    args = parser.parse_args()
+    result = {"name": args.name, "command": args.command, "note": args.note, **summarise(args.run_dir, args.every)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"{args.name}.json"
+    target.write_text(json.dumps(result, indent=1) + "\n")
+    last = result["eval_curve"][-1] if result["eval_curve"] else None
+    print(f"{target}: {result['frames']:,} frames, last eval {last}, ~{result['wall_minutes_estimate']} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,50 @@
+"""recipes/summarise_run.py: a run's metrics.csv condensed into the result file the benchmark tables use."""
+
+import csv
+import importlib.util
+import math
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "summarise_run.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("summarise_run", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _write(run_dir: Path, rows: list[dict]) -> None:
+    run_dir.mkdir()
+    with (run_dir / "metrics.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def test_curves_frames_and_wall_time_come_from_the_rows(tmp_path):
+    rows = [
+        {
+            "step": 100 * (i + 1),
+            "episode_return_mean": "" if i == 0 else float(i),
+            "collect_fps": 50.0,
+            "update_seconds": 1.0,
+            "eval/return_mean": 10.0 * i if i % 2 else "",
+        }
+        for i in range(4)
+    ]
+    _write(tmp_path / "run", rows)
+    result = _module().summarise(tmp_path / "run", every=2)
+    assert result["frames"] == 400 and result["iterations"] == 4
+    assert result["eval_curve"] == [[200, 10.0], [400, 30.0]]
+    assert result["train_curve"] == [[200, 1.0], [400, 3.0]]  # every 2nd row; the first has no ended episode
+    # 4 batches of 100 frames at 50 frames/s (2 s each) plus 1 s of update each: 12 s
+    assert math.isclose(result["wall_minutes_estimate"], round(12 / 60, 1))
+
+
+def test_a_directory_without_metrics_names_the_fix(tmp_path):
+    with pytest.raises(FileNotFoundError, match="Fix: pass a run directory"):
+        _module().summarise(tmp_path)
