@@ -48,7 +48,7 @@ from harl_torchrl.training import (
     scale_learning_rates,
 )
 from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_everything
-from harl_torchrl.utils.device import resolve_device
+from harl_torchrl.utils.device import resolve_device, set_threads
 from harl_torchrl.utils.logging import MetricLogger
 from harl_torchrl.utils.progress import RunProgress
 
@@ -61,6 +61,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     if cfg.algo.kind == "off_policy":  # HADDPG, HATD3, HASAC, HAD3QN, MADDPG, MATD3, MASAC: their own loop
         return _off_policy_loop().run(cfg, output_dir)
     output_dir = Path(output_dir)
+    set_threads(cfg.threads)  # before anything is built: every net and env op of the run uses it
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
 

@@ -37,7 +37,7 @@ from harl_torchrl.rollout_state import capture_rollout_state
 from harl_torchrl.run_guard import check_finite, open_resume, restore_run
 from harl_torchrl.training import episode_stats, flatten_metrics
 from harl_torchrl.utils.checkpoint import rng_state, run_metadata, save_checkpoint, seed_everything, set_rng_state
-from harl_torchrl.utils.device import resolve_device
+from harl_torchrl.utils.device import resolve_device, set_threads
 from harl_torchrl.utils.logging import MetricLogger
 from harl_torchrl.utils.progress import RunProgress
 
@@ -51,6 +51,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
     if num_envs != cfg.env.num_envs:
         print(f"{algo.name}: {num_envs} training envs (algo.num_envs; algo.num_envs=null uses env.num_envs)")
     cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=num_envs))
+    set_threads(cfg.threads)  # before anything is built: every net and env op of the run uses it
     seed_everything(cfg.seed)
     device = resolve_device(cfg.device)
 

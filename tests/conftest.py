@@ -6,6 +6,10 @@ import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+# One torch thread for the whole suite, as the recipes' default (threads: 1): the in-process
+# recipe runs set it anyway, so fixing it here keeps results independent of test order.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed_and_threads():

@@ -128,6 +128,11 @@ class RunConfig(GroupConfig):
         model: a :class:`~harl_torchrl.config.ModelConfig`, chosen by ``model.name``.
         seed: the run's seed, an integer >= 0.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+        threads: torch's intra-op CPU threads for this process (``torch.set_num_threads``),
+            set before anything is built; ``null`` keeps torch's default (one per core).
+            1 by default: the recipes' small networks gain nothing from more, and on a
+            machine where other work runs extra threads only contend (see
+            ``recipes/benchmark_threads.py``).
         total_frames: env steps summed over sub-environments (> 0).
         collector: :class:`CollectorConfig`.
         eval: :class:`EvalConfig`.
@@ -144,6 +149,7 @@ class RunConfig(GroupConfig):
     model: Any = None
     seed: int = 0
     device: str = "cpu"
+    threads: int | None = 1
     total_frames: int = 1_000_000
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -153,12 +159,13 @@ class RunConfig(GroupConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def validate(self) -> None:
-        """``seed`` >= 0, ``total_frames`` > 0 and a usable ``device`` (groups are checked by the run check)."""
+        """``seed`` >= 0, ``threads`` >= 1 or null, ``total_frames`` > 0, a usable ``device`` (not the groups)."""
         from harl_torchrl.utils.device import resolve_device  # torch-level helper, imported when checking
 
         if self.seed < 0:
             raise self.fail("seed", "must be an integer >= 0", "set seed to a non-negative integer, e.g. seed=0")
         self.require_positive("total_frames")
+        self.require_positive_or_none("threads")
         try:
             resolve_device(self.device)
         except ConfigError as err:

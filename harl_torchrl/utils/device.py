@@ -1,4 +1,4 @@
-"""Device selection with an error that says what to do when CUDA is missing."""
+"""Device selection with an error that says what to do when CUDA is missing; the CPU thread count."""
 
 from __future__ import annotations
 
@@ -47,3 +47,28 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     elif resolved.type != "cpu":
         raise ConfigError(f"device type {resolved.type!r} is not supported; use 'cpu' or 'cuda'")
     return resolved
+
+
+def set_threads(threads: int | None) -> int:
+    """Sets torch's intra-op CPU thread count (the run config's ``threads``) and returns the one in force.
+
+    Called by the recipes before anything is built, so that every env, network and
+    collector of the run uses it.
+
+    Args:
+        threads: threads to use (>= 1), or ``None`` to keep torch's current setting.
+
+    Returns:
+        ``torch.get_num_threads()`` afterwards.
+
+    Example:
+        >>> before = torch.get_num_threads()
+        >>> set_threads(1)
+        1
+        >>> set_threads(None) == 1
+        True
+        >>> _ = set_threads(before)
+    """
+    if threads is not None:
+        torch.set_num_threads(int(threads))
+    return torch.get_num_threads()

@@ -30,6 +30,7 @@ CASES = [
     ("total_frames_float", ["total_frames=1.5"], "total_frames"),
     ("root_unknown_plus", ["+sead=1"], "sead"),
     ("device_unknown", ["device=tpu"], "device"),
+    ("threads_zero", ["threads=0"], "threads"),
     ("resume_override_not_list", ["resume_override=3"], "resume_override"),
     # algo: happo (default)
     ("epochs_float", ["algo.epochs=2.5"], "algo.epochs"),

@@ -56,6 +56,17 @@ def test_two_iterations_write_logs_and_a_checkpoint(tmp_path):
     assert set(state["actors"]) == {"agent_0", "agent_1"}
 
 
+@pytest.mark.parametrize("threads", [2, 1])
+def test_threads_is_set_before_the_run_and_shown_in_the_banner(tmp_path, capsys, threads):
+    before = torch.get_num_threads()
+    try:
+        _recipe().run(_config(f"threads={threads}", "total_frames=80"), tmp_path)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+    assert f"torch threads: {threads}" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     "overrides",
     [
