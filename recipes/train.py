@@ -119,6 +119,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         resume=resume is not None,
         resume_step=frames if resume else None,  # rows an interrupted run logged after its checkpoint go
         previous_log=resume.path.parent / "metrics.csv" if resume else None,  # a new run dir gets the old rows
+        config=cfg.to_dict(),  # the W&B / MLflow run's hyperparameters
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     checkpoint_every = cfg.checkpoint.every(frames_per_batch, off_policy=False)

@@ -104,6 +104,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         resume=resume is not None,
         resume_step=frames if resume else None,
         previous_log=resume.path.parent / "metrics.csv" if resume else None,
+        config=cfg.to_dict(),  # the W&B / MLflow run's hyperparameters
     )
     checkpoint_path = output_dir / "checkpoint.pt"
     save_buffer = bool(cfg.checkpoint.get("replay_buffer", True))

@@ -17,7 +17,7 @@ from harl_torchrl.config.base import AlgoConfig, EnvConfig, GroupConfig, ModelCo
 from harl_torchrl.config.registry import algo_config, env_config, model_config
 from harl_torchrl.errors import ConfigError
 
-LoggerBackend = choices("LoggerBackend", "csv", "tensorboard")
+LoggerBackend = choices("LoggerBackend", "csv", "tensorboard", "wandb", "mlflow")
 
 
 @dataclass
@@ -101,7 +101,9 @@ class LoggerConfig(GroupConfig):
     """The ``logger`` group.
 
     Attributes:
-        backends: ``csv`` and/or ``tensorboard`` (at least one).
+        backends: any of ``csv``, ``tensorboard``, ``wandb`` (offline with
+            ``WANDB_MODE=offline``), ``mlflow`` (``MLFLOW_TRACKING_URI``, else a file store in
+            the run dir); at least one. See :class:`~harl_torchrl.utils.logging.MetricLogger`.
         progress_bar: show a progress bar.
     """
 

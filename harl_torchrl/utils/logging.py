@@ -1,20 +1,24 @@
-"""Scalar logging to one CSV file and, optionally, TensorBoard."""
+"""Scalar logging to one CSV file and, optionally, TensorBoard, Weights & Biases and MLflow."""
 
 from __future__ import annotations
 
 import csv
 import math
 import os
+import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
-BACKENDS = ("csv", "tensorboard")
+BACKENDS = ("csv", "tensorboard", "wandb", "mlflow")
+
+#: The file in the run dir that keeps the W&B run id, so that a resumed run continues the same W&B run.
+WANDB_ID_FILE = "wandb_run_id"
 
 
 class MetricLogger:
-    """Writes one row of scalars per call to ``metrics.csv`` (and TensorBoard if asked).
+    """Writes one row of scalars per call to ``metrics.csv`` (and TensorBoard, W&B, MLflow if asked).
 
     The CSV's header is the union of every key logged so far (a new key rewrites
     the file with the extended header); a row leaves the keys it lacks empty. A value
@@ -28,13 +32,25 @@ class MetricLogger:
     the old run's rows up to ``resume_step`` are copied over first, so the new dir holds
     the whole run's log.
 
+    ``wandb`` and ``mlflow`` go through TorchRL's loggers
+    (:class:`torchrl.record.loggers.WandbLogger`, :class:`~torchrl.record.loggers.MLFlowLogger`):
+    W&B writes under ``<log_dir>/wandb`` (offline with ``WANDB_MODE=offline``), its run id kept in
+    ``<log_dir>/wandb_run_id`` so that a resumed run (same dir, or ``previous_log``'s dir)
+    continues the same W&B run; MLflow logs to ``MLFLOW_TRACKING_URI`` when set, else to a
+    local file store ``<log_dir>/mlruns`` (MLflow 3's file store, opted into with
+    ``MLFLOW_ALLOW_FILE_STORE=true``), in the experiment ``harl_torchrl``. Both get
+    ``config`` as the run's hyperparameters.
+
     Args:
         log_dir: directory for ``metrics.csv`` and the TensorBoard event files.
-        backends: any of ``"csv"``, ``"tensorboard"``.
+        backends: any of ``"csv"``, ``"tensorboard"``, ``"wandb"``, ``"mlflow"``.
         resume: append to an existing ``metrics.csv`` instead of replacing it.
         resume_step: with ``resume``, the checkpoint's step: later rows are dropped.
         previous_log: with ``resume``, the interrupted run's ``metrics.csv`` when it lives
             in another directory: its rows up to ``resume_step`` start the new log.
+        config: the run's config as a plain mapping, logged as hyperparameters by the W&B
+            and MLflow backends.
+        run_name: the W&B / MLflow run name (default: ``log_dir``'s name).
 
     Example:
         >>> import tempfile
@@ -52,13 +68,15 @@ class MetricLogger:
         resume: bool = False,
         resume_step: int | None = None,
         previous_log: str | Path | None = None,
+        config: Mapping[str, object] | None = None,
+        run_name: str | None = None,
     ) -> None:
         backends = list(backends)
         for backend in backends:
             if backend not in BACKENDS:
                 raise unknown_choice("logger backend", backend, BACKENDS)
         if not backends:
-            raise ConfigError("at least one logger backend is needed: csv and/or tensorboard")
+            raise ConfigError(f"at least one logger backend is needed: any of {', '.join(BACKENDS)}")
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.csv_path = self.log_dir / "metrics.csv"
@@ -86,6 +104,16 @@ class MetricLogger:
                     "pip install 'harl-torchrl[tensorboard]'"
                 ) from err
             self._tensorboard = SummaryWriter(str(self.log_dir / "tensorboard"))
+        name = run_name or self.log_dir.name
+        previous_dir = Path(previous_log).parent if (resume and previous_log is not None) else None
+        self._torchrl = [
+            _torchrl_logger(backend, self.log_dir, name, previous_dir if resume else None, resume)
+            for backend in backends
+            if backend in ("wandb", "mlflow")
+        ]
+        if config is not None:
+            for logger in self._torchrl:
+                logger.log_hparams(dict(_flatten(config)))
 
     def _carry_over(self, resume_step: int | None, previous_log: str | Path | None) -> None:
         """Leaves ``metrics.csv`` holding exactly the rows up to ``resume_step`` (see the class docs)."""
@@ -121,6 +149,9 @@ class MetricLogger:
             for key, value in metrics.items():
                 if not math.isnan(float(value)):
                     self._tensorboard.add_scalar(key, float(value), step)
+        finite = {k: float(v) for k, v in metrics.items() if math.isfinite(float(v))}
+        for logger in self._torchrl:
+            logger.log_metrics(finite, step=step)
 
     def _extend_columns(self, new_columns: list[str]) -> None:
         self._csv.close()
@@ -142,3 +173,77 @@ class MetricLogger:
         if self._tensorboard is not None:
             self._tensorboard.close()
             self._tensorboard = None
+        for logger in self._torchrl:
+            _finish(logger)
+        self._torchrl = []
+
+
+def _flatten(config: Mapping[str, object], prefix: str = "") -> list[tuple[str, object]]:
+    """``{"algo": {"lr": 1}}`` as ``[("algo.lr", 1)]``; lists and other values as their strings."""
+    items: list[tuple[str, object]] = []
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            items += _flatten(value, f"{name}.")
+        else:
+            items.append((name, value if isinstance(value, (int, float, str, bool)) or value is None else str(value)))
+    return items
+
+
+def _wandb_id(log_dir: Path, previous_dir: Path | None, resume: bool) -> str:
+    """The W&B run id of this run dir: the resumed run's own (kept in its dir), else a new one, saved."""
+    for directory in [log_dir, previous_dir] if resume else []:
+        if directory is not None and (directory / WANDB_ID_FILE).is_file():
+            run_id = (directory / WANDB_ID_FILE).read_text().strip()
+            break
+    else:
+        run_id = uuid.uuid4().hex[:12]  # W&B ids: letters and digits
+    (log_dir / WANDB_ID_FILE).write_text(run_id + "\n")
+    return run_id
+
+
+def _torchrl_logger(backend: str, log_dir: Path, name: str, previous_dir: Path | None, resume: bool):
+    """TorchRL's logger for ``backend`` (``wandb`` or ``mlflow``); a missing package names its extra."""
+    package = {"wandb": "wandb", "mlflow": "mlflow"}[backend]
+    try:
+        __import__(package)
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"logger.backends includes {backend!r} but the {package} package is missing: "
+            f"pip install 'harl-torchrl[{backend}]'"
+        ) from err
+    if backend == "wandb":
+        from torchrl.record.loggers import WandbLogger
+
+        run_id = _wandb_id(log_dir, previous_dir, resume)
+        # the project and mode come from WANDB_PROJECT / WANDB_MODE when set (wandb reads them)
+        return WandbLogger(
+            exp_name=name,
+            save_dir=str(log_dir),
+            id=run_id,
+            project=os.environ.get("WANDB_PROJECT", "harl_torchrl"),
+            log_env_packages=False,
+        )
+    from torchrl.record.loggers import MLFlowLogger
+
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if not uri:
+        # MLflow 3 keeps its file store (no database needed) behind an opt-in; it is the local default here
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        uri = (log_dir / "mlruns").resolve().as_uri()
+    logger = MLFlowLogger(exp_name="harl_torchrl", tracking_uri=uri)  # starts the MLflow run
+    import mlflow
+
+    mlflow.set_tag("mlflow.runName", name)
+    return logger
+
+
+def _finish(logger: object) -> None:
+    """Ends the logger's run (W&B's ``finish``, MLflow's ``end_run``) so its files are complete."""
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "finish"):
+        experiment.finish()
+    else:
+        import mlflow
+
+        mlflow.end_run()

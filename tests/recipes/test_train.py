@@ -56,6 +56,21 @@ def test_two_iterations_write_logs_and_a_checkpoint(tmp_path):
     assert set(state["actors"]) == {"agent_0", "agent_1"}
 
 
+def test_wandb_and_mlflow_backends_log_the_run_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _recipe().run(_config("logger.backends=[csv,wandb,mlflow]"), tmp_path)
+    run_id = (tmp_path / "wandb_run_id").read_text().strip()
+    assert list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}/*.wandb"))
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("harl_torchrl").experiment_id])
+    assert [int(m.step) for m in client.get_metric_history(run.info.run_id, "iteration")] == [80, 160]
+    assert run.data.params["algo.name"] == "happo"
+
+
 @pytest.mark.parametrize("threads", [2, 1])
 def test_threads_is_set_before_the_run_and_shown_in_the_banner(tmp_path, capsys, threads):
     before = torch.get_num_threads()

@@ -1,5 +1,8 @@
 import csv
 
+import pytest
+
+from harl_torchrl.errors import ConfigError, MissingDependencyError
 from harl_torchrl.utils.logging import MetricLogger
 
 
@@ -37,3 +40,61 @@ def test_resume_into_a_new_dir_carries_the_old_rows_over(tmp_path):
     path = _log(tmp_path / "new", [30, 40], resume=True, resume_step=20, previous_log=old)
     assert [r["step"] for r in _rows(path)] == ["10", "20", "30", "40"]
     assert [r["step"] for r in _rows(old)] == ["10", "20", "30"], "the old run's log is left as it was"
+
+
+def test_wandb_offline_writes_the_run_and_a_resume_continues_the_same_run(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    _log(tmp_path, [10, 20], backends=["csv", "wandb"], config={"algo": {"name": "happo"}, "seed": 3})
+    run_id = (tmp_path / "wandb_run_id").read_text().strip()
+    runs = list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb")), "an offline run file named after the run id"
+    _log(tmp_path, [30], backends=["csv", "wandb"], resume=True, resume_step=20)
+    assert (tmp_path / "wandb_run_id").read_text().strip() == run_id
+    assert len(list((tmp_path / "wandb").glob(f"offline-run-*-{run_id}"))) == 2, "the resumed run kept the id"
+    # a resume into a new dir takes the id from the interrupted run's dir
+    _log(tmp_path / "new", [30], backends=["wandb"], resume=True, resume_step=20, previous_log=tmp_path / "metrics.csv")
+    assert (tmp_path / "new" / "wandb_run_id").read_text().strip() == run_id
+
+
+def test_mlflow_local_file_store_holds_the_metrics_and_the_config(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    _log(tmp_path, [10, 20], backends=["mlflow"], config={"algo": {"name": "happo"}, "seed": 3})
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("harl_torchrl").experiment_id])
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "loss")] == [0.1, 0.2]
+    assert run.data.params["algo.name"] == "happo" and run.data.params["seed"] == "3"
+    assert run.data.tags["mlflow.runName"] == tmp_path.name
+
+
+def test_tensorboard_event_file_holds_the_scalars(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _log(tmp_path, [10, 20], backends=["tensorboard"])
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("loss")] == [(10, 0.1), (20, 0.2)]
+
+
+@pytest.mark.parametrize("backend, package", [("wandb", "wandb"), ("mlflow", "mlflow"), ("tensorboard", "tensorboard")])
+def test_a_missing_package_names_its_extra(tmp_path, monkeypatch, backend, package):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def refuse(name, *args, **kwargs):
+        if name == package or name.startswith(f"{package}.") or (package == "tensorboard" and "tensorboard" in name):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", refuse)
+    with pytest.raises(MissingDependencyError, match=rf"harl-torchrl\[{backend}\]"):
+        MetricLogger(tmp_path, backends=[backend])
+
+
+def test_an_unknown_backend_lists_the_known_ones(tmp_path):
+    with pytest.raises(ConfigError, match="mlflow"):
+        MetricLogger(tmp_path, backends=["neptune"])
