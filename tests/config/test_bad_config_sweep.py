@@ -106,7 +106,7 @@ CASES = [
     ("eval_episodes_text", ["eval.episodes=abc"], "eval.episodes"),
     ("checkpoint_interval_negative", ["checkpoint.interval=-1"], "checkpoint.interval"),
     ("checkpoint_interval_float", ["checkpoint.interval=1.5"], "checkpoint.interval"),
-    ("logger_backend", ["logger.backends=[wandb]"], "logger.backends"),
+    ("logger_backend", ["logger.backends=[neptune]"], "logger.backends"),
     ("logger_no_backend", ["logger.backends=[]"], "logger.backends"),
     ("progress_bar_text", ["logger.progress_bar=maybe"], "logger.progress_bar"),
 ]
