@@ -1,0 +1,183 @@
+r"""Multi-seed plots of committed benchmark results with rliable, and the curves in marl-eval's JSON layout.
+
+    python recipes/plot_benchmarks.py recipes/results/off_policy_mpe_spread_500k.json \\
+        --task pettingzoo/simple_spread --out docs/_static/benchmarks/mpe_spread_off_policy \\
+        --compare hatd3 matd3
+
+Input: result files holding runs as ``{"algo", "seed", "eval_curve": [[frames, return], ...]}``
+(a list of them, as ``recipes/benchmark_off_policy.py`` writes, or one run per file, as
+``recipes/summarise_run.py`` writes: there ``--algo`` and ``--seed`` name the run when
+the file does not). Output, under ``--out``:
+
+* ``marl_eval.json``: every run in marl-eval's layout, ``{env: {task: {algo: {seed:
+  {"step_<i>": {"step_count": frames, "return": [value]}, "absolute_metrics": {"return":
+  [final]}}}}}}``, so marl-eval's own tools read it;
+* ``sample_efficiency.{png,svg}``: the IQM of the evaluation return per algorithm at each
+  evaluation step, with a 95% stratified-bootstrap band over seeds
+  (:func:`rliable.plot_utils.plot_sample_efficiency_curve`);
+* ``aggregates.{png,svg}``: IQM, mean and optimality gap of the final scores with 95%
+  bootstrap intervals (:func:`rliable.library.get_interval_estimates`);
+* ``probability_of_improvement.{png,svg}``: P(first ``--compare`` algorithm > second) with its
+  interval, when ``--compare`` is given.
+
+The aggregates need a common scale: scores are min-max normalised over every run and step of
+the task (0: the worst evaluation seen, 1: the best), so the optimality gap is the distance to
+the best return any run reached, not to a known optimum. The curves stay in raw returns.
+With a handful of seeds the intervals are wide; they are drawn, not hidden.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+
+def load_runs(paths: list[Path], algo: str | None = None, seed: int | None = None) -> list[dict]:
+    """The runs in ``paths``: each ``{"algo", "seed", "eval_curve"}``; ``algo``/``seed`` fill a file that lacks them."""
+    runs = []
+    for path in paths:
+        data = json.loads(path.read_text())
+        for run in data if isinstance(data, list) else [data]:
+            run = {"algo": algo, "seed": seed, **run}
+            if run["algo"] is None or run["seed"] is None:
+                raise ValueError(f"{path}: a run without 'algo' or 'seed'. Fix: pass --algo and --seed for this file")
+            runs.append(run)
+    return runs
+
+
+def to_marl_eval(runs: list[dict], env: str, task: str) -> dict:
+    """Runs in marl-eval's raw-data layout (one evaluation return per step, the last as absolute metric)."""
+    out: dict = defaultdict(dict)
+    for run in runs:
+        steps = {
+            f"step_{i}": {"step_count": int(frames), "return": [float(value)]}
+            for i, (frames, value) in enumerate(run["eval_curve"])
+        }
+        steps["absolute_metrics"] = {"return": [float(run["eval_curve"][-1][1])]}
+        out[run["algo"]][str(run["seed"])] = steps
+    return {env: {task: dict(out)}}
+
+
+def score_matrices(runs: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The evaluation steps all runs share and, per algorithm, a ``[seeds, steps]`` array of returns."""
+    common = sorted(set.intersection(*({int(f) for f, _ in r["eval_curve"]} for r in runs)))
+    if not common:
+        raise ValueError("the runs share no evaluation step. Fix: plot runs evaluated at the same frame counts")
+    scores: dict[str, list[list[float]]] = defaultdict(list)
+    for run in sorted(runs, key=lambda r: (r["algo"], r["seed"])):
+        curve = {int(f): v for f, v in run["eval_curve"]}
+        scores[run["algo"]].append([curve[f] for f in common])
+    return np.array(common), {algo: np.array(v) for algo, v in scores.items()}
+
+
+def normalise(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Min-max normalised over every algorithm, seed and step (0: the worst return seen, 1: the best)."""
+    low = min(v.min() for v in scores.values())
+    high = max(v.max() for v in scores.values())
+    return {algo: (v - low) / max(high - low, 1e-12) for algo, v in scores.items()}
+
+
+def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps: int) -> dict:
+    """Writes the three figures (PNG and SVG) under ``out``; returns the estimates as (point, low, high).
+
+    The result maps each algorithm to ``{"iqm", "mean", "optimality_gap"}`` of its normalised
+    final scores, and ``"P(x > y)"`` (with ``compare``) to the probability of improvement.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import metrics, plot_utils
+
+    frames, raw = score_matrices(runs)
+    algos = sorted(raw)
+    # sample efficiency: IQM over seeds at each step (rliable takes [runs, tasks, steps]; one task here)
+
+    def iqm(s: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(s[..., j]) for j in range(s.shape[-1])])
+
+    curves = {a: raw[a][:, None, :] for a in algos}
+    point, bands = rly.get_interval_estimates(curves, iqm, reps=reps)
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    plot_utils.plot_sample_efficiency_curve(
+        frames / 1e6,
+        point,
+        bands,
+        algorithms=algos,
+        xlabel="env steps (millions)",
+        ylabel="IQM evaluation return",
+        ax=ax,
+    )
+    seeds = ", ".join(f"{a} {len(raw[a])}" for a in algos)
+    ax.set_title(f"{task}: IQM, 95% bootstrap band (seeds: {seeds})", fontsize="small")
+    ax.legend(ax.get_lines(), algos, loc="lower right")
+    _save(fig, out / "sample_efficiency")
+
+    final = {a: normalise(raw)[a][:, -1:] for a in algos}  # [seeds, 1 task]
+
+    def aggregate(s: np.ndarray) -> np.ndarray:
+        return np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s), metrics.aggregate_optimality_gap(s)])
+
+    agg_point, agg_bands = rly.get_interval_estimates(final, aggregate, reps=reps)
+    fig, _ = plot_utils.plot_interval_estimates(
+        agg_point,
+        agg_bands,
+        metric_names=["IQM", "Mean", "Optimality gap"],
+        algorithms=algos,
+        xlabel="normalised final return",
+        subfigure_width=3.4,
+    )
+    _save(fig, out / "aggregates")
+    figures = {
+        a: {name: (agg_point[a][i], *agg_bands[a][:, i]) for i, name in enumerate(("iqm", "mean", "optimality_gap"))}
+        for a in algos
+    }
+
+    if compare:
+        x, y = compare
+        pair = {f"{x},{y}": (final[x], final[y])}
+        p_point, p_bands = rly.get_interval_estimates(pair, metrics.probability_of_improvement, reps=reps)
+        ax = plot_utils.plot_probability_of_improvement(p_point, p_bands)
+        _save(ax.figure, out / "probability_of_improvement")
+        figures[f"P({x} > {y})"] = (float(p_point[f"{x},{y}"]), *p_bands[f"{x},{y}"].ravel())
+    plt.close("all")
+    return figures
+
+
+def _save(fig, stem: Path) -> None:
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("png", "svg"):
+        fig.savefig(stem.with_suffix(f".{suffix}"), bbox_inches="tight", dpi=110)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--task", required=True, help="env/task, e.g. pettingzoo/simple_spread")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--compare", nargs=2, metavar=("X", "Y"), help="plot P(X > Y)")
+    parser.add_argument("--algo", help="the algorithm of files that do not name one")
+    parser.add_argument("--seed", type=int, help="the seed of files that do not name one")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    args = parser.parse_args()
+    runs = load_runs(args.results, args.algo, args.seed)
+    env, _, task = args.task.partition("/")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "marl_eval.json").write_text(json.dumps(to_marl_eval(runs, env, task or env), indent=1) + "\n")
+    for name, values in plot(runs, args.out, args.task, args.compare, args.reps).items():
+        rows = values.items() if isinstance(values, dict) else [("", values)]
+        shown = ", ".join(f"{k} {v:.3f} [95% CI {lo:.3f}, {hi:.3f}]".strip() for k, (v, lo, hi) in rows)
+        print(f"{name}: {shown}")
+    print(
+        f"wrote {args.out}/marl_eval.json, sample_efficiency, aggregates"
+        + (", probability_of_improvement" if args.compare else "")
+    )
+
+
+if __name__ == "__main__":
+    main()
