@@ -131,10 +131,12 @@ class RunConfig(GroupConfig):
         seed: the run's seed, an integer >= 0.
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         threads: torch's intra-op CPU threads for this process (``torch.set_num_threads``),
-            set before anything is built; ``null`` keeps torch's default (one per core).
-            1 by default: the recipes' small networks gain nothing from more, and on a
-            machine where other work runs extra threads only contend (see
-            ``recipes/benchmark_threads.py``).
+            set before anything is built. ``null`` (the default) keeps torch's own choice:
+            ``OMP_NUM_THREADS`` when set, else one thread per core, which was the faster on
+            an idle 2-core machine (the default recipe in 178 s against 187 s with one
+            thread; ``recipes/benchmark_threads.py``). Set 1 when other work shares the
+            cores (parallel seeds, a test suite): there extra threads only contend, 3-10x
+            slower in the issue's measurement.
         total_frames: env steps summed over sub-environments (> 0).
         collector: :class:`CollectorConfig`.
         eval: :class:`EvalConfig`.
@@ -151,7 +153,7 @@ class RunConfig(GroupConfig):
     model: Any = None
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = 1
+    threads: int | None = None
     total_frames: int = 1_000_000
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
