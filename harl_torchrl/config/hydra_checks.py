@@ -84,7 +84,9 @@ def check_group_choices(overrides: Sequence[str], conf_dir: str | Path) -> None:
         return
     for override in parsed:
         group = override.key_or_group
-        if override.package or "." in group or not (conf_dir / group).is_dir() or override.is_delete():
+        if override.package or "." in group or group.startswith("hydra") or override.is_delete():
+            continue  # value overrides, and Hydra's own groups (hydra/launcher=...: plugins add options)
+        if not (conf_dir / group).is_dir():
             continue
         values: Any = override.value()
         candidates = list(values) if isinstance(values, (list, tuple)) else [values]
@@ -178,24 +180,58 @@ def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), conf
 def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: str = "config") -> None:
     """Checks a recipe's command-line overrides before ``hydra.main`` runs.
 
-    Composes once with the plain overrides and runs the whole config check
+    Composes with the plain overrides and runs the whole config check
     (:func:`~harl_torchrl.config.validate_run_config`), so that a bad setting is
-    reported in one line before Hydra creates the run directory.
-    Command lines with Hydra flags (``--multirun``, ``--cfg``, ...) or sweeps
-    (``algo=happo,hatrpo``) get the group-option check only; Hydra handles the rest.
+    reported in one line before Hydra creates the run directory. A multirun
+    (``-m seed=0,1,2 algo=happo,mappo``) is expanded into its jobs as Hydra's basic
+    sweeper would, and every job is checked before the launcher starts any: a bad value
+    in the fifth job does not wait for four runs to finish. Other Hydra flags (``--cfg``,
+    ``--info``, ...) get the group-option check only; Hydra handles the rest.
 
     Raises:
-        ConfigError: see :func:`compose_run_config`.
+        ConfigError: see :func:`compose_run_config`; for a multirun job, prefixed with
+            that job's overrides.
+
+    Example:
+        >>> from pathlib import Path
+        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> try:
+        ...     check_command_line(["-m", "seed=0,-1"], conf)
+        ... except ConfigError as err:
+        ...     print(str(err).split(":")[0])
+        multirun job 2 of 2 (seed=-1)
     """
     overrides = [arg for arg in argv if not arg.startswith("-")]
     try:
-        sweeps = any(o.is_sweep_override() for o in OverridesParser.create().parse_overrides(overrides))
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception:  # malformed overrides: Hydra reports them itself
         return
-    if len(overrides) != len(argv) or sweeps:
+    flags = set(argv) - set(overrides)
+    if flags - {"-m", "--multirun"} or (not flags and any(o.is_sweep_override() for o in parsed)):
         check_group_choices(overrides, conf_dir)
         return
-    validate_run_config(compose_run_config(conf_dir, overrides, config_name))
+    jobs = sweep_jobs(parsed) if flags else [overrides]
+    for number, job in enumerate(jobs, start=1):
+        try:
+            validate_run_config(compose_run_config(conf_dir, job, config_name))
+        except ConfigError as err:
+            if not flags:
+                raise
+            shown = " ".join(o for o in job if not o.startswith("hydra")) or "no overrides"
+            raise ConfigError(f"multirun job {number} of {len(jobs)} ({shown}): {err}") from None
+
+
+def sweep_jobs(parsed: Sequence[Any]) -> list[list[str]]:
+    """The jobs of a multirun: one override list per combination, in Hydra's basic-sweeper order.
+
+    Example:
+        >>> from hydra.core.override_parser.overrides_parser import OverridesParser
+        >>> sweep_jobs(OverridesParser.create().parse_overrides(["seed=0,1", "algo=happo"]))
+        [['seed=0', 'algo=happo'], ['seed=1', 'algo=happo']]
+    """
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    return [job for batch in BasicSweeper.split_arguments(list(parsed), None) for job in batch]
 
 
 def _override_key(override: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import torch
 
 from harl_torchrl.errors import ConfigError
@@ -56,19 +58,27 @@ def set_threads(threads: int | None) -> int:
     collector of the run uses it.
 
     Args:
-        threads: threads to use (>= 1), or ``None`` to keep torch's current setting.
+        threads: threads to use (>= 1). ``None`` leaves the choice to the environment:
+            ``OMP_NUM_THREADS`` when it is set (read now, so that a launcher's
+            ``hydra.job.env_set`` applies even though torch was imported before it),
+            else torch's current setting (one thread per core unless changed).
 
     Returns:
         ``torch.get_num_threads()`` afterwards.
 
     Example:
+        >>> import os
+        >>> from unittest import mock
         >>> before = torch.get_num_threads()
         >>> set_threads(1)
         1
-        >>> set_threads(None) == 1
-        True
+        >>> with mock.patch.dict(os.environ, {"OMP_NUM_THREADS": "2"}):
+        ...     set_threads(None)
+        2
         >>> _ = set_threads(before)
     """
-    if threads is not None:
+    if threads is None and os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():
+        threads = int(os.environ["OMP_NUM_THREADS"])
+    if threads is not None and threads >= 1:
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
