@@ -2,6 +2,7 @@
 
     python recipes/evaluate.py checkpoint=outputs/happo_vmas_balance/<run>/checkpoint.pt
     python recipes/evaluate.py checkpoint=<path> episodes=100 deterministic=false seed=3
+    python recipes/evaluate.py checkpoint=<path> video=true video_episodes=2   # MP4 + GIF, headless
 
 Everything is rebuilt from what the checkpoint records (its algorithm, env and model
 config: see docs/checkpoints.rst), so no training override needs retyping. Each of
@@ -10,6 +11,11 @@ config: see docs/checkpoints.rst), so no training override needs retyping. Each 
 equal to the training run's ``eval.episodes``) and ``deterministic=true``, the training
 run's saved evaluation env and random streams are restored, so the first figures
 reproduce the run's final deterministic evaluation exactly.
+
+With ``video=true`` the first ``video_episodes`` episodes are then played again, each on a
+one-copy env (seeds ``seed``, ``seed + 1``, ...), drawn offscreen (VMAS, MPE, MaMuJoCo:
+see :mod:`harl_torchrl.video`) and written as one MP4 and a GIF beside it, by default
+``<checkpoint dir>/videos/eval_<frames>.mp4`` (the ``video`` extra).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from harl_torchrl.evaluation import episode_returns
 from harl_torchrl.trained import load_trained, make_eval_env
 from harl_torchrl.utils.checkpoint import CheckpointError
 from harl_torchrl.utils.device import resolve_device
+from harl_torchrl.video import record_episode, write_video
 
 
 @dataclass
@@ -41,6 +48,10 @@ class EvaluateConfig:
     seed: int = 1  # env seed when no saved evaluation state is restored
     device: str = "cpu"
     json_out: str | None = None  # also write the figures to this JSON file
+    video: bool = False  # also record the first episodes as MP4 (and GIF)
+    video_episodes: int = 1  # episodes in the video, one after another
+    video_path: str | None = None  # null: <checkpoint dir>/videos/eval_<frames>.mp4
+    video_fps: int = 20
 
 
 ConfigStore.instance().store(name="evaluate", node=EvaluateConfig)
@@ -60,6 +71,10 @@ def run(cfg: EvaluateConfig | Any) -> dict[str, Any]:
     """Evaluates ``cfg.checkpoint``; returns ``{"team": stats, <agent>: stats, "length": stats, ...}``."""
     if cfg.episodes is not None and int(cfg.episodes) < 1:
         raise ConfigError(f"episodes={cfg.episodes}: must be >= 1 (or null for the training run's eval.episodes)")
+    if cfg.video and (int(cfg.video_episodes) < 1 or int(cfg.video_fps) < 1):
+        raise ConfigError(
+            f"video_episodes={cfg.video_episodes}, video_fps={cfg.video_fps}: both must be >= 1. Fix: video_episodes=1"
+        )
     device = resolve_device(cfg.device)
     trained = load_trained(cfg.checkpoint, device)
     env, restored = make_eval_env(
@@ -81,9 +96,24 @@ def run(cfg: EvaluateConfig | Any) -> dict[str, Any]:
         if name in figures:
             s = figures[name]
             print(f"  {name:<12} {s['mean']:>10.3f} {s['std']:>10.3f} {s['min']:>10.3f} {s['max']:>10.3f}")
+    if cfg.video:
+        figures["video"] = [str(p) for p in _record(cfg, trained, steps, device)]
+        print(f"  video: {', '.join(figures['video'])}")
     if cfg.json_out:
         Path(cfg.json_out).write_text(json.dumps(figures, indent=2))
     return figures
+
+
+def _record(cfg: Any, trained: Any, steps: int, device: Any) -> list[Path]:
+    """Plays ``cfg.video_episodes`` episodes on one-copy envs and writes them as one MP4 and a GIF."""
+    frames = []
+    for i in range(int(cfg.video_episodes)):
+        env, _ = make_eval_env(trained, 1, seed=int(cfg.seed) + i, device=device, restore=False)
+        frames += record_episode(env, trained.policy, steps, deterministic=bool(cfg.deterministic))
+        env.close()
+    frames_trained = int(trained.meta.get("frames", 0))
+    path = Path(cfg.video_path or Path(cfg.checkpoint).parent / "videos" / f"eval_{frames_trained}.mp4")
+    return write_video(frames, path, fps=int(cfg.video_fps))
 
 
 @hydra.main(config_path=None, config_name="evaluate", version_base="1.3")

@@ -69,6 +69,10 @@ def _eval_cfg(checkpoint, **settings):
             "seed": 1,
             "device": "cpu",
             "json_out": None,
+            "video": False,
+            "video_episodes": 1,
+            "video_path": None,
+            "video_fps": 20,
             **settings,
         }
     )
@@ -92,6 +96,19 @@ def test_reproduces_the_final_deterministic_evaluation_exactly(tmp_path, run):
     # other episode counts, or sampled actions, start fresh episodes instead
     stochastic = _module("evaluate").run(_eval_cfg(result["checkpoint"], episodes=2, deterministic=False))
     assert stochastic["restored_eval_state"] is False and stochastic["episodes"] == 2
+    # the video: two 10-step episodes drawn offscreen, 11 frames each (reset + 10 steps), an MP4 that decodes
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra")
+    import imageio.v3 as iio
+
+    video = tmp_path / "eval.mp4"
+    watched = _module("evaluate").run(_eval_cfg(result["checkpoint"], video=True, video_episodes=2, video_path=video))
+    assert watched["video"] == [str(video), str(video.with_suffix(".gif"))]
+    frames = list(iio.imiter(video, plugin="FFMPEG"))
+    assert len(frames) == 22
+    assert frames[0].ndim == 3 and frames[0].shape[-1] == 3
+    assert frames[0].std() > 1  # a picture, not a blank frame
+    gif = list(iio.imiter(video.with_suffix(".gif"), plugin="pillow"))  # Pillow merges repeated frames
+    assert 1 < len(gif) <= 22 and gif[0].shape[1] == 320
 
 
 def test_bad_input_is_refused_with_a_clear_message(tmp_path):
