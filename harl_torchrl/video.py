@@ -19,8 +19,9 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,7 +31,17 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 
-__all__ = ["configure_headless", "record_episode", "render_frame", "write_video"]
+__all__ = [
+    "check_video_support",
+    "configure_headless",
+    "record_episode",
+    "record_evaluation_video",
+    "render_frame",
+    "write_video",
+]
+
+#: The env families with a renderer here.
+RENDERED_FAMILIES = ("vmas", "pettingzoo", "mamujoco")
 
 
 def configure_headless() -> None:
@@ -152,3 +163,118 @@ def write_video(
 def _even(frame: np.ndarray) -> np.ndarray:
     """Crops to even height and width (H.264 with yuv420p needs both)."""
     return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
+
+
+def check_video_support(family: str) -> None:
+    """Raises before training when videos were asked for but cannot be made.
+
+    Raises:
+        ConfigError: ``family`` has no renderer here (SMAX).
+        MissingDependencyError: the ``video`` extra is missing.
+    """
+    if family not in RENDERED_FAMILIES:
+        raise ConfigError(
+            f"eval.video_interval with env.family={family}: no renderer for it. Fix: eval.video_interval=0 "
+            f"(videos exist for {', '.join(RENDERED_FAMILIES)})"
+        )
+    try:
+        import imageio  # noqa: F401
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError as err:
+        raise MissingDependencyError(
+            f"eval.video_interval needs imageio and imageio-ffmpeg ({err}). Fix: pip install 'harl-torchrl[video]'"
+        ) from None
+
+
+def record_evaluation_video(
+    env_cfg: Any,
+    policy: TensorDictModuleBase,
+    max_steps: int,
+    path: str | Path,
+    *,
+    seed: int,
+    device: str | torch.device = "cpu",
+    prepare_env: Callable[[EnvBase], EnvBase] | None = None,
+    fps: int = 20,
+) -> list[Path]:
+    """One deterministic episode of ``policy`` on a fresh one-copy env of ``env_cfg``, written to ``path``.
+
+    What a training run records every ``eval.video_interval`` evaluations. The global
+    random streams (torch, numpy, Python) are restored afterwards: building and seeding the
+    env draws from them, and a run with videos must train exactly as one without.
+
+    Returns:
+        The files written (MP4 and GIF).
+    """
+    from harl_torchrl.envs import make_env
+    from harl_torchrl.utils.checkpoint import rng_state, set_rng_state
+
+    saved = rng_state()
+    try:
+        env = make_env(env_cfg, num_envs=1, seed=seed, device=device)
+        env = prepare_env(env) if prepare_env is not None else env
+        frames = record_episode(env, policy, max_steps)
+        env.close()
+    finally:
+        set_rng_state(saved)
+    return write_video(frames, path, fps=fps)
+
+
+class EvaluationVideos:
+    """The training recipes' videos: one episode every ``eval.video_interval``-th evaluation, and at the end.
+
+    Stateless in the count (evaluation ``k`` happens at iteration ``k * eval.interval``),
+    so a resumed run records at the same iterations as an uninterrupted one. Files go to
+    ``<run dir>/videos/eval_<frames>.mp4`` (and ``.gif``), and to the logger's video
+    backends (:meth:`~harl_torchrl.utils.logging.MetricLogger.log_video`).
+
+    Args:
+        eval_cfg: the ``eval`` group (``interval``, ``video_interval``).
+        env_cfg: the ``env`` group (a one-copy env of it is built per video).
+        policy: the joint policy.
+        max_steps: the episode's step budget.
+        run_dir: the run directory.
+        seed: the videos' env seed (the same episode start every time: progress shows).
+        device: the env's device.
+        prepare_env: the policy's env transforms (recurrent policies).
+        logger: a :class:`~harl_torchrl.utils.logging.MetricLogger`, or ``None``.
+    """
+
+    def __init__(
+        self,
+        eval_cfg: Any,
+        env_cfg: Any,
+        policy: TensorDictModuleBase,
+        max_steps: int,
+        run_dir: str | Path,
+        *,
+        seed: int,
+        device: str | torch.device = "cpu",
+        prepare_env: Callable[[EnvBase], EnvBase] | None = None,
+        logger: Any = None,
+    ) -> None:
+        self.every = int(eval_cfg.interval) * int(eval_cfg.video_interval)
+        self.env_cfg, self.policy, self.max_steps = env_cfg, policy, max_steps
+        self.run_dir, self.seed, self.device = Path(run_dir), seed, device
+        self.prepare_env, self.logger = prepare_env, logger
+        self.written: list[Path] = []
+
+    def after_evaluation(self, iteration: int, frames: int, *, final: bool = False) -> Path | None:
+        """Records if this evaluation is due (or ``final``); returns the MP4's path, else ``None``."""
+        if not self.every or not (final or iteration % self.every == 0):
+            return None
+        path = self.run_dir / "videos" / f"eval_{frames}.mp4"
+        if path.exists():  # the final evaluation at an iteration that was already recorded
+            return path
+        self.written += record_evaluation_video(
+            self.env_cfg,
+            self.policy,
+            self.max_steps,
+            path,
+            seed=self.seed,
+            device=self.device,
+            prepare_env=self.prepare_env,
+        )
+        if self.logger is not None:
+            self.logger.log_video(path, step=frames)
+        return path

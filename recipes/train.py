@@ -51,6 +51,7 @@ from harl_torchrl.utils.checkpoint import run_metadata, save_checkpoint, seed_ev
 from harl_torchrl.utils.device import resolve_device, set_threads
 from harl_torchrl.utils.logging import MetricLogger
 from harl_torchrl.utils.progress import RunProgress
+from harl_torchrl.video import EvaluationVideos, check_video_support
 
 
 def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -58,6 +59,8 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     # The typed config (one schema instance per group), built and checked once, before anything
     # is built: unknown keys, wrong types and values out of range fail here, naming the key.
     cfg = validate_run_config(cfg)
+    if cfg.eval.video_interval and cfg.eval.interval and cfg.eval.episodes:
+        check_video_support(cfg.env.family)  # a renderer and the video extra, before anything is built
     if cfg.algo.kind == "off_policy":  # HADDPG, HATD3, HASAC, HAD3QN, MADDPG, MATD3, MASAC: their own loop
         return _off_policy_loop().run(cfg, output_dir)
     output_dir = Path(output_dir)
@@ -133,6 +136,17 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         device=device,
     )
     metrics: dict[str, float] = {}
+    videos = EvaluationVideos(
+        cfg.eval,
+        cfg.env,
+        parts.policy,
+        eval_steps,
+        output_dir,
+        seed=cfg.seed + 2,
+        device=device,
+        prepare_env=getattr(parts, "prepare_env", None),
+        logger=logger,
+    )
     trained = {**parts.actors, "critic": parts.critic}
 
     def checkpoint() -> None:
@@ -173,6 +187,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         metrics["lr_factor"] = lr_factor
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
             metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, parts.policy, eval_steps).items()})
+            videos.after_evaluation(iteration, frames)
         logger.log(metrics, step=frames)
         if checkpoint_every and iteration % checkpoint_every == 0:
             checkpoint()
@@ -185,9 +200,10 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
+        videos.after_evaluation(iteration, frames, final=True)
     logger.close()
     final = metrics.get("eval/return_mean") if eval_env is not None else None
-    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path))
+    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path, videos=videos.written))
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}
 
 

@@ -40,6 +40,7 @@ from harl_torchrl.utils.checkpoint import rng_state, run_metadata, save_checkpoi
 from harl_torchrl.utils.device import resolve_device, set_threads
 from harl_torchrl.utils.logging import MetricLogger
 from harl_torchrl.utils.progress import RunProgress
+from harl_torchrl.video import EvaluationVideos
 
 
 def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
@@ -119,6 +120,17 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         device=device,
     )
     metrics: dict[str, float] = {}
+    videos = EvaluationVideos(
+        cfg.eval,
+        cfg.env,
+        parts.policy,
+        eval_steps,
+        output_dir,
+        seed=cfg.seed + 2,
+        device=device,
+        prepare_env=getattr(parts, "prepare_env", None),
+        logger=logger,
+    )
     trained = {**parts.actors, "critic": parts.critic}
 
     def checkpoint() -> None:
@@ -167,6 +179,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         )
         if eval_env is not None and cfg.eval.interval and iteration % cfg.eval.interval == 0:
             metrics.update({f"eval/{k}": v for k, v in evaluate(eval_env, parts.policy, eval_steps).items()})
+            videos.after_evaluation(iteration, frames)
         logger.log(metrics, step=frames)
         # the last one is written here, before the final evaluation, so that a run resumed from it
         # continues exactly as this run would have (evaluation moves the eval env and random streams)
@@ -179,10 +192,11 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         final_eval = evaluate(eval_env, parts.policy, eval_steps)
         metrics.update({f"eval/{k}": v for k, v in final_eval.items()})
         logger.log({f"eval/{k}": v for k, v in final_eval.items()}, step=frames)
+        videos.after_evaluation(iteration, frames, final=True)
     if iterations_left == 0:
         checkpoint()
     collector.shutdown()
     logger.close()
     final = metrics.get("eval/return_mean") if eval_env is not None else None
-    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path))
+    print(progress.close(final_eval=final, logs=logger.csv_path, checkpoint=checkpoint_path, videos=videos.written))
     return {"metrics": metrics, "frames": frames, "checkpoint": checkpoint_path, "log": logger.csv_path}

@@ -46,15 +46,20 @@ class EvalConfig(GroupConfig):
     Attributes:
         interval: iterations between deterministic evaluations (0 disables).
         episodes: evaluation sub-environments, one episode each (0 disables).
+        video_interval: every ``video_interval``-th evaluation, and the final one, also
+            records one deterministic episode as ``<run dir>/videos/eval_<frames>.mp4``
+            (and a GIF), logged to W&B when that backend is on (0, the default: never;
+            the ``video`` extra; VMAS, MPE, MaMuJoCo).
     """
 
     group: ClassVar[str] = "eval"
     interval: int = 5
     episodes: int = 32
+    video_interval: int = 0
 
     def validate(self) -> None:
-        """Both >= 0."""
-        self.require_non_negative("interval", "episodes")
+        """All >= 0."""
+        self.require_non_negative("interval", "episodes", "video_interval")
 
 
 @dataclass

@@ -153,6 +153,14 @@ class MetricLogger:
         for logger in self._torchrl:
             logger.log_metrics(finite, step=step)
 
+    def log_video(self, path: str | Path, step: int, key: str = "eval/video") -> None:
+        """Logs the MP4 at ``path`` to the backends that show video (W&B); the file itself stays in the run dir."""
+        for logger in self._torchrl:
+            if type(logger).__name__ == "WandbLogger":
+                import wandb
+
+                logger.experiment.log({key: wandb.Video(str(path), format="mp4")}, step=step)
+
     def _extend_columns(self, new_columns: list[str]) -> None:
         self._csv.close()
         rows = []

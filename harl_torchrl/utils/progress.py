@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -149,7 +149,14 @@ class RunProgress:
             shown["eval"] = f"{self.last_eval:.3f}"
         return shown
 
-    def close(self, *, final_eval: Any = None, logs: Path | None = None, checkpoint: Path | None = None) -> str:
+    def close(
+        self,
+        *,
+        final_eval: Any = None,
+        logs: Path | None = None,
+        checkpoint: Path | None = None,
+        videos: Sequence[Path] = (),
+    ) -> str:
         """Closes the bar and returns the summary (the caller prints it)."""
         self.bar.close()
         final = _finite(final_eval)
@@ -167,4 +174,7 @@ class RunProgress:
             lines.append(f"  logs: {logs}")
         if checkpoint is not None:
             lines.append(f"  checkpoint: {checkpoint}")
+        mp4 = [str(v) for v in videos if str(v).endswith(".mp4")]
+        if mp4:
+            lines.append(f"  videos: {mp4[-1]}" + (f" (and {len(mp4) - 1} earlier)" if len(mp4) > 1 else ""))
         return "\n".join(lines)

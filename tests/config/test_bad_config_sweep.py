@@ -106,6 +106,8 @@ CASES = [
     ("eval_episodes_text", ["eval.episodes=abc"], "eval.episodes"),
     ("checkpoint_interval_negative", ["checkpoint.interval=-1"], "checkpoint.interval"),
     ("checkpoint_interval_float", ["checkpoint.interval=1.5"], "checkpoint.interval"),
+    ("video_interval_negative", ["eval.video_interval=-1"], "eval.video_interval"),
+    ("video_on_smax", ["env=smax/3m", "eval.video_interval=1"], "eval.video_interval"),
     ("logger_backend", ["logger.backends=[neptune]"], "logger.backends"),
     ("logger_no_backend", ["logger.backends=[]"], "logger.backends"),
     ("progress_bar_text", ["logger.progress_bar=maybe"], "logger.progress_bar"),

@@ -268,3 +268,22 @@ def test_resume_from_a_run_dir_restores_its_own_overrides_and_continues_there(tm
     assert f"resumed from {tmp_path / 'checkpoint.pt'} at 160 frames" in more.stdout
     assert load_checkpoint(tmp_path / "checkpoint.pt")["frames"] == 320
     assert [int(r["step"]) for r in _rows(tmp_path / "metrics.csv") if r["iteration"]] == [80, 160, 240, 320]
+
+
+def test_evaluation_videos_are_recorded_without_changing_the_run(tmp_path):
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra")
+    import imageio.v3 as iio
+
+    overrides = ["total_frames=320", "eval.interval=1", "env.max_steps=6"]  # 4 iterations of 80 frames
+    plain = _recipe().run(_config(*overrides), tmp_path / "plain")
+    filmed = _recipe().run(_config(*overrides, "eval.video_interval=2"), tmp_path / "filmed")
+    videos = sorted((tmp_path / "filmed" / "videos").glob("*.mp4"))
+    assert [v.name for v in videos] == ["eval_160.mp4", "eval_320.mp4"]  # evaluations 2 and 4 (4 is also final)
+    assert len(list(iio.imiter(videos[0], plugin="FFMPEG"))) == 7  # reset + 6 steps
+    assert (tmp_path / "filmed" / "videos" / "eval_160.gif").is_file()
+    assert not (tmp_path / "plain" / "videos").exists()
+    # drawing draws no random numbers from the run's streams: the two runs are the same run
+    keys = ["step", "episode_return_mean", "eval/return_mean", "critic/loss_critic"]
+    assert [[r.get(k) for k in keys] for r in _rows(plain["log"])] == [
+        [r.get(k) for k in keys] for r in _rows(filmed["log"])
+    ]

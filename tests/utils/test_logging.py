@@ -98,3 +98,22 @@ def test_a_missing_package_names_its_extra(tmp_path, monkeypatch, backend, packa
 def test_an_unknown_backend_lists_the_known_ones(tmp_path):
     with pytest.raises(ConfigError, match="mlflow"):
         MetricLogger(tmp_path, backends=["neptune"])
+
+
+def test_wandb_offline_run_holds_the_logged_video(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra")
+    import numpy as np
+
+    from harl_torchrl.utils.logging import MetricLogger
+    from harl_torchrl.video import write_video
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    frames = [np.full((32, 48, 3), 40 * i, dtype=np.uint8) for i in range(5)]
+    (video, _) = write_video(frames, tmp_path / "videos" / "eval_100.mp4", fps=5)
+    logger = MetricLogger(tmp_path, backends=["csv", "wandb"])
+    logger.log_video(video, step=100)
+    logger.close()
+    media = list((tmp_path / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
+    assert len(media) == 1 and media[0].stat().st_size > 0
