@@ -5,22 +5,29 @@ fastest way to run it. MPE and MaMuJoCo step their copies one after another in
 Python/C; on a machine with more cores, ``workers`` processes each step
 ``num_envs / workers`` copies with their own copy of the policy, through TorchRL's
 :class:`~torchrl.collectors.MultiSyncCollector`, and the batch comes back with the
-same ``[num_envs, rollout_steps]`` layout as in-process collection.
+same ``[num_envs, rollout_steps]`` layout as in-process collection. With
+``backend="ray"`` the workers are Ray actors (TorchRL's
+:class:`~torchrl.collectors.distributed.RayCollector`, synchronous): on a local Ray
+instance the collector starts, or on the cluster ``RAY_ADDRESS`` names, so collection
+can leave the machine; the batch layout, seeds and weight updates are those of the
+multi-process collector.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from tensordict import TensorDict
 from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.envs import EnvBase
 
 from harl_torchrl.envs.factory import make_env
-from harl_torchrl.errors import ConfigError, require_positive
+from harl_torchrl.errors import ConfigError, MissingDependencyError, require_positive
 
 
 def check_workers(workers: int, num_envs: int) -> None:
@@ -51,7 +58,8 @@ def make_collector(
     seed: int = 0,
     device: str | torch.device = "cpu",
     prepare_env: Callable[[EnvBase], EnvBase] | None = None,
-) -> Collector | MultiSyncCollector:
+    backend: str = "local",
+) -> Collector | MultiSyncCollector | RayBatches:
     """A collector of ``[num_envs, steps]`` batches from ``env``, in-process or over worker processes.
 
     With ``workers > 1``, worker ``i`` builds its own env from ``env_cfg`` with
@@ -73,6 +81,8 @@ def make_collector(
         device: the device of the envs and the policy.
         prepare_env: applied to each worker's env (e.g. the recurrent transforms
             of :class:`~harl_torchrl.algorithms.OnPolicyComponents`).
+        backend: ``"local"`` (worker processes of this machine) or ``"ray"`` (Ray actors,
+            one CPU each; the ``ray`` extra).
 
     Raises:
         ConfigError: ``workers`` is not positive or does not divide the number of
@@ -88,7 +98,7 @@ def make_collector(
     """
     num_envs = env.batch_size.numel()
     check_workers(workers, num_envs)
-    if workers == 1:
+    if workers == 1 and backend == "local":
         return Collector(
             env,
             policy,
@@ -98,13 +108,15 @@ def make_collector(
             auto_register_policy_transforms=False,
         )
     if env_cfg is None:
-        raise ConfigError("make_collector needs env_cfg to build the workers' envs when workers > 1")
+        raise ConfigError("make_collector needs env_cfg to build the workers' envs (workers > 1 or backend='ray')")
     per_worker = num_envs // workers
     prepare = prepare_env if prepare_env is not None else _unchanged
     env_fns = [
         functools.partial(_worker_env, env_cfg, per_worker, seed + i * per_worker, str(device), prepare)
         for i in range(workers)
     ]
+    if backend == "ray":
+        return _ray_collector(env_fns, policy, frames_per_batch, total_frames, workers, device)
     return MultiSyncCollector(
         env_fns,
         policy,
@@ -119,3 +131,76 @@ def make_collector(
 
 def _unchanged(env: EnvBase) -> EnvBase:  # a module-level function: workers must unpickle it
     return env
+
+
+class RayBatches:
+    """TorchRL's :class:`~torchrl.collectors.distributed.RayCollector` with the in-process batch layout.
+
+    The Ray collector stacks its workers' ``[num_envs / workers, steps]`` batches into
+    ``[workers, num_envs / workers, steps]``; this yields them as ``[num_envs, steps]``
+    (worker ``i``'s copies at rows ``i * num_envs / workers ...``, as the multi-process
+    collector concatenates them). Everything else is the Ray collector's.
+    """
+
+    def __init__(self, collector: Any) -> None:
+        self.collector = collector
+
+    def __iter__(self):
+        for batch in self.collector:
+            yield batch.reshape(-1, *batch.shape[2:])
+
+    def update_policy_weights_(self, *args: Any, **kwargs: Any) -> None:
+        """Sends the current policy weights to every Ray worker."""
+        self.collector.update_policy_weights_(*args, **kwargs)
+
+    def shutdown(self) -> None:
+        """Stops the Ray actors (the Ray instance stays up for the process's other users)."""
+        self.collector.shutdown()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.collector, name)
+
+
+def _ray_collector(
+    env_fns: list[Callable[[], EnvBase]],
+    policy: TensorDictModuleBase,
+    frames_per_batch: int,
+    total_frames: int,
+    workers: int,
+    device: str | torch.device,
+) -> RayBatches:
+    try:
+        from torchrl.collectors import RayWeightUpdater
+        from torchrl.collectors.distributed import RayCollector
+    except ImportError as err:  # torchrl imports ray lazily; the class is there, ray may not be
+        raise MissingDependencyError(
+            f"collector.backend=ray needs ray ({err}). Fix: pip install 'harl-torchrl[ray]'"
+        ) from None
+    try:
+        import ray
+    except ImportError:
+        raise MissingDependencyError("collector.backend=ray needs ray. Fix: pip install 'harl-torchrl[ray]'") from None
+    # a cluster named by RAY_ADDRESS, or one already started by the caller, is used as it is
+    local = not ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
+    init = {"ray_init_config": {"include_dashboard": False, "log_to_driver": False}} if local else {}
+    # Weights travel through Ray's object store (TorchRL's RayWeightUpdater), not the default
+    # scheme's Gloo process group: that one must connect every actor within 60 s, which actors
+    # still importing torch on a loaded machine miss. The updater learns the actors below.
+    updater = RayWeightUpdater(policy_weights=TensorDict.from_module(policy), remote_collectors=[])
+    collector = RayCollector(
+        env_fns,
+        policy,
+        weight_updater=updater,
+        frames_per_batch=frames_per_batch,
+        total_frames=total_frames,
+        collector_class=Collector,
+        collector_kwargs={"device": device, "auto_register_policy_transforms": False},
+        num_collectors=workers,
+        sync=True,
+        remote_configs={"num_cpus": 1, "num_gpus": 0},
+        **init,
+    )
+    updater.remote_collectors = collector.remote_collectors
+    updater._batches_since_weight_update = [0] * len(collector.remote_collectors)
+    collector.update_policy_weights_()  # the workers start from the learner's weights
+    return RayBatches(collector)

@@ -97,12 +97,14 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
         workers=workers,
+        backend=str(cfg.collector.backend),
         env_cfg=cfg.env,
         seed=cfg.seed,
         device=device,
         prepare_env=parts.prepare_env,
     )
-    envs = {"train": env if workers == 1 else None, "eval": eval_env}
+    remote = workers > 1 or cfg.collector.backend == "ray"  # the training envs live in the workers
+    envs = {"train": None if remote else env, "eval": eval_env}
     if resume:
         # envs and the collector's carried step first (building the collector reset the env),
         # then networks, optimisers and, last, the random streams
@@ -177,7 +179,7 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
         frames += batch.numel()
         iteration += 1
         check_finite(iteration, diagnostics, trained)  # a NaN stops the run before it is logged or saved
-        if workers > 1:
+        if remote:
             collector.update_policy_weights_()  # the worker processes get the new policy
         update_time = time.perf_counter() - update_start
 

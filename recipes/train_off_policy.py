@@ -82,11 +82,13 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         frames_per_batch=frames_per_batch,
         total_frames=iterations_left * frames_per_batch,
         workers=workers,
+        backend=str(cfg.collector.backend),
         env_cfg=cfg.env,
         seed=cfg.seed,
         device=device,
     )
-    envs = {"train": env if workers == 1 else None, "eval": eval_env}
+    remote = workers > 1 or cfg.collector.backend == "ray"  # the training envs live in the workers
+    envs = {"train": None if remote else env, "eval": eval_env}
     if resume:
 
         def load(state: dict[str, Any]) -> None:
@@ -165,7 +167,7 @@ def run(cfg: RunConfig, output_dir: str | Path) -> dict[str, Any]:
         diagnostics = flatten_metrics(latest)
         check_finite(iteration, diagnostics, trained)  # a NaN stops the run before it is logged or saved
         parts.warmup.active = frames < algo.warmup_steps  # for the next batch
-        if workers > 1:
+        if remote:
             collector.update_policy_weights_()
         update_time = time.perf_counter() - update_start
 

@@ -80,3 +80,61 @@ def test_in_process_collection_is_the_default():
 def test_bad_worker_counts_are_refused(workers, num_envs, message):
     with pytest.raises(ConfigError, match=message):
         check_workers(workers, num_envs)
+
+
+MPE_CFG = {"family": "pettingzoo", "scenario": "simple_spread", "num_envs": 4, "max_steps": 25}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray instance of 2 CPUs for this module's tests, stopped after them."""
+    ray = pytest.importorskip("ray", reason="the ray extra")
+    pytest.importorskip("mpe2")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, ignore_reinit_error=True)
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_workers_collect_the_worker_processes_layout_seeds_and_weights(local_ray):
+    env = make_env(MPE_CFG, seed=3)
+    start = env.reset()  # the seeded first states, as one process has them
+    parts = _parts(env)
+    agents = list(env.group_map)
+
+    def flip_weights():  # stands in for an update, the same one for both collectors
+        with torch.no_grad():
+            for actor in parts.actors.values():
+                for p in actor.parameters():
+                    p.mul_(-1.0)
+
+    def two_batches(backend):
+        collector = make_collector(
+            env, parts.policy, frames_per_batch=16, total_frames=32, workers=2, env_cfg=MPE_CFG, seed=3, backend=backend
+        )
+        try:
+            batches = iter(collector)
+            first = next(batches)
+            flip_weights()
+            collector.update_policy_weights_()
+            second = next(batches)
+            # checked under the weights each batch was collected with: the actions' means are the policy's
+            assert all(
+                torch.allclose(second[a, "loc"], loc, atol=1e-6)
+                for a, loc in zip(agents, _locs(parts.policy, second, agents), strict=True)
+            ), f"{backend}: the second batch was not collected with the new weights"
+            flip_weights()
+            assert all(
+                torch.allclose(first[a, "loc"], loc, atol=1e-6)
+                for a, loc in zip(agents, _locs(parts.policy, first, agents), strict=True)
+            )
+            return first
+        finally:
+            collector.shutdown()
+
+    ours, theirs = two_batches("ray"), two_batches("local")
+    assert ours.shape == theirs.shape == (4, 4)
+    assert {k: ours[k].shape for k in ours.keys(True, True)} == {k: theirs[k].shape for k in theirs.keys(True, True)}
+    for agent in agents:  # worker i's copies at rows 2i, 2i+1, seeded as in one process: the same first states
+        torch.testing.assert_close(ours[agent, "observation"][:, 0], theirs[agent, "observation"][:, 0])
+        torch.testing.assert_close(ours[agent, "observation"][:, 0], start[agent, "observation"])
+    assert not torch.allclose(ours[agents[0], "loc"], -ours[agents[0], "loc"]), "the test can fail"

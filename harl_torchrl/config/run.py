@@ -18,6 +18,7 @@ from harl_torchrl.config.registry import algo_config, env_config, model_config
 from harl_torchrl.errors import ConfigError
 
 LoggerBackend = choices("LoggerBackend", "csv", "tensorboard", "wandb", "mlflow")
+CollectorBackend = choices("CollectorBackend", "local", "ray")
 
 
 @dataclass
@@ -28,11 +29,16 @@ class CollectorConfig(GroupConfig):
         rollout_steps: steps per sub-environment per iteration (> 0).
         workers: processes stepping ``env.num_envs / workers`` copies each (> 0, a
             divisor of ``env.num_envs``).
+        backend: ``local`` (worker processes on this machine; in-process for one worker)
+            or ``ray`` (``workers`` Ray actors of one CPU each, on a local Ray instance or
+            the cluster ``RAY_ADDRESS`` names: TorchRL's ``RayCollector``; the ``ray``
+            extra). Same batch layout, seeds and weight updates either way.
     """
 
     group: ClassVar[str] = "collector"
     rollout_steps: int = 100
     workers: int = 1
+    backend: CollectorBackend = CollectorBackend.local  # type: ignore[valid-type]
 
     def validate(self) -> None:
         """``rollout_steps`` and ``workers`` > 0."""
@@ -272,11 +278,12 @@ def validate_run_config(cfg: Mapping[str, Any] | RunConfig) -> RunConfig:
             f"same number of copies). Fix: set collector.workers to a divisor of {num_envs} "
             f"({', '.join(map(str, _divisors(num_envs)[:8]))}), or env.num_envs to a multiple of {workers}"
         )
-    if workers > 1 and env.family == "smax":
+    remote = workers > 1 or run.collector.backend == "ray"
+    if remote and env.family == "smax":
         raise ConfigError(
-            f"collector.workers={workers} with env.family=smax: SMAX steps all its copies in one jit+vmap call, "
-            "and JAX does not run safely in forked worker processes. Fix: collector.workers=1 (raise env.num_envs "
-            "for more copies)"
+            f"collector.workers={workers}, collector.backend={run.collector.backend} with env.family=smax: "
+            "SMAX steps all its copies in one jit+vmap call, and JAX does not run safely in forked worker "
+            "processes. Fix: collector.workers=1 collector.backend=local (raise env.num_envs for more copies)"
         )
     chunk = model.sequence_length
     steps = run.collector.rollout_steps

@@ -100,6 +100,8 @@ CASES = [
     ("workers_vs_num_envs", ["collector.workers=3"], "collector.workers"),
     ("workers_zero", ["collector.workers=0"], "collector.workers"),
     ("smax_workers", ["env=smax/3m", "collector.workers=2"], "collector.workers"),
+    ("smax_ray", ["env=smax/3m", "collector.backend=ray"], "collector.backend"),
+    ("collector_backend_text", ["collector.backend=spark"], "collector.backend"),
     ("rollout_steps_text", ["collector.rollout_steps=abc"], "collector.rollout_steps"),
     ("collector_unknown_plus", ["+collector.steps=5"], "collector.steps"),
     ("eval_interval_negative", ["eval.interval=-1"], "eval.interval"),

@@ -287,3 +287,14 @@ def test_evaluation_videos_are_recorded_without_changing_the_run(tmp_path):
     assert [[r.get(k) for k in keys] for r in _rows(plain["log"])] == [
         [r.get(k) for k in keys] for r in _rows(filmed["log"])
     ]
+
+
+def test_ray_collection_trains_through_the_recipe(tmp_path):
+    pytest.importorskip("ray", reason="the ray extra")
+    pytest.importorskip("mpe2")
+    overrides = ["env=pettingzoo/simple_spread", "env.num_envs=4", "env.max_steps=10", "collector.workers=2"]
+    result = _recipe().run(_config(*overrides, "collector.backend=ray", vmas=False), tmp_path)
+    rows = _rows(tmp_path / "metrics.csv")
+    assert [int(r["step"]) for r in rows if r["iteration"]] == [40, 80, 120, 160]
+    assert math.isfinite(float(rows[-1]["eval/return_mean"]))
+    assert load_checkpoint(result["checkpoint"])["frames"] == 160
