@@ -28,6 +28,7 @@ extensions = [
     "sphinx.ext.viewcode",
     "sphinx_gallery.gen_gallery",
     "harl_docs",  # docs/_ext: real class signatures, public-name tables, config tables
+    "harl_benchmark_plots",  # docs/_ext: the benchmarks page's rliable figures, from recipes/results
 ]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"

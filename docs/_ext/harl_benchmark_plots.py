@@ -1,0 +1,58 @@
+"""Sphinx extension: the benchmarks page's rliable figures, drawn at build time from committed result files.
+
+Each entry of :data:`FIGURES` names result files under ``recipes/results`` and an output
+folder under ``docs/generated/benchmarks`` (not committed); ``recipes/plot_benchmarks.py``
+draws them when the builder starts, so the page always shows what the committed data say.
+A failure stops the build (the figures are part of the page).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = ROOT / "docs" / "generated" / "benchmarks"
+
+#: name -> (task, [(result file, algo, seed) or (result file, None, None)], --compare pair or None)
+FIGURES = {
+    "mpe_spread_off_policy": (
+        "pettingzoo/simple_spread",
+        [("off_policy_mpe_spread_500k.json", None, None)],
+        ("hatd3", "matd3"),
+    ),
+    "humanoid_17x1_happo_mappo": (
+        "mamujoco/humanoid_17x1",
+        [("humanoid_17x1_happo_seed1.json", "happo", 1), ("humanoid_17x1_mappo_seed1.json", "mappo (shared)", 1)],
+        None,
+    ),
+}
+
+
+def _plot_module():
+    spec = importlib.util.spec_from_file_location("harl_plot_benchmarks", ROOT / "recipes" / "plot_benchmarks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def draw_all(app=None) -> None:
+    """Draws every figure of :data:`FIGURES` (the ``builder-inited`` handler)."""
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-algorithm INFO lines
+    plots = _plot_module()
+    for name, (task, files, compare) in FIGURES.items():
+        runs = []
+        for file, algo, seed in files:
+            runs += plots.load_runs([ROOT / "recipes" / "results" / file], algo, seed)
+        out = OUT / name
+        out.mkdir(parents=True, exist_ok=True)
+        env, _, task_name = task.partition("/")
+        (out / "marl_eval.json").write_text(json.dumps(plots.to_marl_eval(runs, env, task_name), indent=1) + "\n")
+        plots.plot(runs, out, task, list(compare) if compare else None, reps=2000)
+
+
+def setup(app):
+    app.connect("builder-inited", draw_all)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
