@@ -20,6 +20,10 @@ the file does not). Output, under ``--out``:
 * ``probability_of_improvement.{png,svg}``: P(first ``--compare`` algorithm > second) with its
   interval, when ``--compare`` is given.
 
+Across several tasks (``recipes/benchmark_learning.py`` with ``--tasks``),
+:func:`final_scores_over_tasks` normalises each task on its own and
+:func:`aggregate_figures` draws the same aggregates over the ``[seeds, tasks]`` scores.
+
 The aggregates need a common scale: scores are min-max normalised over every run and step of
 the task (0: the worst evaluation seen, 1: the best), so the optimality gap is the distance to
 the best return any run reached, not to a known optimum. The curves stay in raw returns.
@@ -50,12 +54,17 @@ def load_runs(paths: list[Path], algo: str | None = None, seed: int | None = Non
 
 
 def to_marl_eval(runs: list[dict], env: str, task: str) -> dict:
-    """Runs in marl-eval's raw-data layout (one evaluation return per step, the last as absolute metric)."""
+    """Runs in marl-eval's raw-data layout (one evaluation return per step, the last as absolute metric).
+
+    Where a run evaluated twice at one frame count (the last iteration's evaluation and the
+    final one), the later is kept.
+    """
     out: dict = defaultdict(dict)
     for run in runs:
+        # one entry per frame count: the final evaluation replaces the last iteration's at the same step
+        curve = {int(frames): float(value) for frames, value in run["eval_curve"]}
         steps = {
-            f"step_{i}": {"step_count": int(frames), "return": [float(value)]}
-            for i, (frames, value) in enumerate(run["eval_curve"])
+            f"step_{i}": {"step_count": frames, "return": [value]} for i, (frames, value) in enumerate(curve.items())
         }
         steps["absolute_metrics"] = {"return": [float(run["eval_curve"][-1][1])]}
         out[run["algo"]][str(run["seed"])] = steps
@@ -119,6 +128,49 @@ def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps
     _save(fig, out / "sample_efficiency")
 
     final = {a: normalise(raw)[a][:, -1:] for a in algos}  # [seeds, 1 task]
+    figures = aggregate_figures(final, out, compare, reps)
+    plt.close("all")
+    return figures
+
+
+def final_scores_over_tasks(runs_by_task: dict[str, list[dict]]) -> dict[str, np.ndarray]:
+    """Per algorithm, a ``[seeds, tasks]`` array of final returns, min-max normalised within each task.
+
+    Each task is normalised on its own (0: the worst evaluation any run of that task reached,
+    1: the best), so tasks with different return scales weigh the same in an aggregate.
+
+    Raises:
+        ValueError: an algorithm is missing from a task, or has a different number of seeds on it.
+    """
+    columns: dict[str, list[np.ndarray]] = defaultdict(list)
+    for _, runs in sorted(runs_by_task.items()):
+        _, raw = score_matrices(runs)
+        for algo, scores in normalise(raw).items():
+            columns[algo].append(scores[:, -1])
+    counts = {algo: [len(c) for c in cols] for algo, cols in columns.items()}
+    if any(len(c) != len(runs_by_task) or len(set(c)) != 1 for c in counts.values()):
+        raise ValueError(
+            f"seeds per algorithm and task differ ({counts}, tasks {sorted(runs_by_task)}). "
+            "Fix: aggregate runs with the same seeds of every algorithm on every task"
+        )
+    return {algo: np.stack(cols, axis=1) for algo, cols in columns.items()}
+
+
+def aggregate_figures(final: dict[str, np.ndarray], out: Path, compare: list[str] | None, reps: int) -> dict:
+    """IQM, mean and optimality gap (and P(x > y) with ``compare``) of ``[seeds, tasks]`` normalised scores.
+
+    Writes ``aggregates.{png,svg}`` (and ``probability_of_improvement.{png,svg}``) under ``out``
+    and returns the estimates as (point, low, high) with 95% stratified-bootstrap intervals:
+    ``{algo: {"iqm", "mean", "optimality_gap"}, "P(x > y)": ...}``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from rliable import library as rly
+    from rliable import metrics, plot_utils
+
+    algos = sorted(final)
 
     def aggregate(s: np.ndarray) -> np.ndarray:
         return np.array([metrics.aggregate_iqm(s), metrics.aggregate_mean(s), metrics.aggregate_optimality_gap(s)])

@@ -63,3 +63,13 @@ def test_figures_and_estimates(tmp_path):
     assert np.isclose(figures["good"]["optimality_gap"][0], 1 - figures["good"]["mean"][0])
     for point, low, high in figures["good"].values():
         assert low <= point <= high
+
+
+def test_a_second_evaluation_at_the_same_step_replaces_the_first_in_marl_eval():
+    run = {"algo": "happo", "seed": 0, "eval_curve": [[80, -0.7], [160, -0.55], [160, -0.53]]}
+    seed = _module().to_marl_eval([run], "vmas", "balance")["vmas"]["balance"]["happo"]["0"]
+    assert seed == {
+        "step_0": {"step_count": 80, "return": [-0.7]},
+        "step_1": {"step_count": 160, "return": [-0.53]},
+        "absolute_metrics": {"return": [-0.53]},
+    }
