@@ -45,8 +45,13 @@ RENDERED_FAMILIES = ("vmas", "pettingzoo", "mamujoco")
 
 
 def configure_headless() -> None:
-    """Selects the offscreen backends (kept if the user set them): SDL dummy, MuJoCo EGL, pyglet headless."""
+    """Selects the offscreen backends (kept if the user set them): SDL dummy, MuJoCo EGL, pyglet headless.
+
+    SDL's audio goes to its dummy driver too: moviepy 1.x (TensorBoard's video encoder) starts
+    pygame, whose ALSA probe otherwise fills the log with errors on a machine without a sound card.
+    """
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
     os.environ.setdefault("MUJOCO_GL", "egl")
     if not os.environ.get("DISPLAY"):
         import pyglet
@@ -165,8 +170,14 @@ def _even(frame: np.ndarray) -> np.ndarray:
     return frame[: frame.shape[0] // 2 * 2, : frame.shape[1] // 2 * 2]
 
 
-def check_video_support(family: str) -> None:
-    """Raises before training when videos were asked for but cannot be made.
+def check_video_support(family: str, backends: Sequence[str] = ()) -> None:
+    """Raises before training when videos were asked for but cannot be made or logged.
+
+    Args:
+        family: the env family (``env.family``).
+        backends: the run's ``logger.backends``: TensorBoard encodes its videos with
+            moviepy 1.x (``torch.utils.tensorboard``'s ``add_video``), which the ``video``
+            extra installs; without it TensorBoard would skip every video silently.
 
     Raises:
         ConfigError: ``family`` has no renderer here (SMAX).
@@ -184,6 +195,16 @@ def check_video_support(family: str) -> None:
         raise MissingDependencyError(
             f"eval.video_interval needs imageio and imageio-ffmpeg ({err}). Fix: pip install 'harl-torchrl[video]'"
         ) from None
+    if "tensorboard" in backends:
+        configure_headless()  # moviepy.editor starts pygame
+        try:
+            import moviepy.editor  # noqa: F401
+        except ImportError as err:
+            raise MissingDependencyError(
+                f"eval.video_interval with logger.backends including tensorboard needs moviepy<2 ({err}): "
+                "TensorBoard's add_video encodes with moviepy.editor, which moviepy 2 removed. "
+                "Fix: pip install 'harl-torchrl[video]' (or drop tensorboard from logger.backends)"
+            ) from None
 
 
 def record_evaluation_video(

@@ -60,7 +60,8 @@ def run(cfg: DictConfig | RunConfig, output_dir: str | Path) -> dict[str, Any]:
     # is built: unknown keys, wrong types and values out of range fail here, naming the key.
     cfg = validate_run_config(cfg)
     if cfg.eval.video_interval and cfg.eval.interval and cfg.eval.episodes:
-        check_video_support(cfg.env.family)  # a renderer and the video extra, before anything is built
+        # a renderer, the video extra and the backends' encoders, before anything is built
+        check_video_support(cfg.env.family, cfg.logger.backends)
     if cfg.algo.kind == "off_policy":  # HADDPG, HATD3, HASAC, HAD3QN, MADDPG, MATD3, MASAC: their own loop
         return _off_policy_loop().run(cfg, output_dir)
     output_dir = Path(output_dir)

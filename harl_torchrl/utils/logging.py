@@ -9,6 +9,8 @@ import uuid
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import torch
+
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
 BACKENDS = ("csv", "tensorboard", "wandb", "mlflow")
@@ -153,13 +155,34 @@ class MetricLogger:
         for logger in self._torchrl:
             logger.log_metrics(finite, step=step)
 
-    def log_video(self, path: str | Path, step: int, key: str = "eval/video") -> None:
-        """Logs the MP4 at ``path`` to the backends that show video (W&B); the file itself stays in the run dir."""
+    def log_video(self, path: str | Path, step: int, key: str = "eval/video", fps: int = 20) -> None:
+        """Logs the MP4 at ``path`` to every backend that keeps videos; the file itself stays in the run dir.
+
+        * W&B: a ``wandb.Video`` under ``key`` at ``step`` (played in the run's page);
+        * TensorBoard: ``add_video`` (an animated GIF in the Images tab, encoded by moviepy 1.x:
+          :func:`~harl_torchrl.video.check_video_support` makes sure it is there before training);
+        * MLflow: the MP4 itself as an artifact under ``videos/`` of the run (what TorchRL's
+          ``MLFlowLogger.log_video`` does after re-encoding; the file is already an MP4).
+
+        The CSV gets nothing: a video is not a scalar.
+        """
+        path = Path(path)
+        if self._tensorboard is not None:
+            import imageio.v3 as iio
+
+            frames = torch.from_numpy(iio.imread(path, index=None))  # [T, H, W, C] uint8
+            self._tensorboard.add_video(key, frames.permute(0, 3, 1, 2)[None], step, fps=fps)
+            self._tensorboard.flush()
         for logger in self._torchrl:
             if type(logger).__name__ == "WandbLogger":
                 import wandb
 
                 logger.experiment.log({key: wandb.Video(str(path), format="mp4")}, step=step)
+            elif type(logger).__name__ == "MLFlowLogger":
+                import mlflow
+
+                mlflow.set_experiment(experiment_id=logger.id)
+                mlflow.log_artifact(str(path), "videos")
 
     def _extend_columns(self, new_columns: list[str]) -> None:
         self._csv.close()

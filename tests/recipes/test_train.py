@@ -276,12 +276,19 @@ def test_evaluation_videos_are_recorded_without_changing_the_run(tmp_path):
 
     overrides = ["total_frames=320", "eval.interval=1", "env.max_steps=6"]  # 4 iterations of 80 frames
     plain = _recipe().run(_config(*overrides), tmp_path / "plain")
-    filmed = _recipe().run(_config(*overrides, "eval.video_interval=2"), tmp_path / "filmed")
+    tensorboard = ["logger.backends=[csv,tensorboard]"] if importlib.util.find_spec("moviepy") else []
+    filmed = _recipe().run(_config(*overrides, "eval.video_interval=2", *tensorboard), tmp_path / "filmed")
     videos = sorted((tmp_path / "filmed" / "videos").glob("*.mp4"))
     assert [v.name for v in videos] == ["eval_160.mp4", "eval_320.mp4"]  # evaluations 2 and 4 (4 is also final)
     assert len(list(iio.imiter(videos[0], plugin="FFMPEG"))) == 7  # reset + 6 steps
     assert (tmp_path / "filmed" / "videos" / "eval_160.gif").is_file()
     assert not (tmp_path / "plain" / "videos").exists()
+    if tensorboard:  # the same videos went to TensorBoard, at their steps
+        from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+        events = EventAccumulator(str(tmp_path / "filmed" / "tensorboard"), size_guidance={"images": 0})
+        events.Reload()
+        assert [image.step for image in events.Images("eval/video")] == [160, 320]
     # drawing draws no random numbers from the run's streams: the two runs are the same run
     keys = ["step", "episode_return_mean", "eval/return_mean", "critic/loss_critic"]
     assert [[r.get(k) for k in keys] for r in _rows(plain["log"])] == [

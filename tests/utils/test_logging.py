@@ -122,3 +122,45 @@ def test_wandb_offline_run_holds_the_logged_video(tmp_path, monkeypatch):
     logger.close()
     media = list((tmp_path / "wandb").glob("offline-run-*/files/media/videos/eval/*.mp4"))
     assert len(media) == 1 and media[0].stat().st_size > 0
+
+
+def _five_frame_video(tmp_path):
+    import numpy as np
+
+    from harl_torchrl.video import write_video
+
+    frames = [np.full((32, 48, 3), 40 * i, dtype=np.uint8) for i in range(5)]
+    return write_video(frames, tmp_path / "videos" / "eval_100.mp4", fps=5)[0]
+
+
+def test_tensorboard_holds_the_logged_video_as_an_animated_image(tmp_path):
+    pytest.importorskip("tensorboard")
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra")
+    pytest.importorskip("moviepy.editor", reason="the video extra (moviepy<2)")
+    import imageio.v3 as iio
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logger = MetricLogger(tmp_path, backends=["csv", "tensorboard"])
+    logger.log_video(_five_frame_video(tmp_path), step=100)
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0})
+    events.Reload()
+    (image,) = events.Images("eval/video")
+    assert (image.step, image.width, image.height) == (100, 48, 32)
+    frames = iio.imread(image.encoded_image_string, extension=".gif", index=None)
+    assert frames.shape == (5, 32, 48, 3)
+    assert frames[0].mean() < frames[-1].mean()  # the frames in order: 0, 40, ..., 160
+
+
+def test_mlflow_run_holds_the_logged_video_as_an_artifact(tmp_path, monkeypatch):
+    mlflow = pytest.importorskip("mlflow")
+    pytest.importorskip("imageio_ffmpeg", reason="the video extra")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    video = _five_frame_video(tmp_path)
+    logger = MetricLogger(tmp_path, backends=["csv", "mlflow"])
+    logger.log_video(video, step=100)
+    logger.close()
+    client = mlflow.tracking.MlflowClient(tracking_uri=(tmp_path / "mlruns").resolve().as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("harl_torchrl").experiment_id])
+    (artifact,) = client.list_artifacts(run.info.run_id, "videos")
+    assert artifact.path == "videos/eval_100.mp4" and artifact.file_size == video.stat().st_size
