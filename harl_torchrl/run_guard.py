@@ -5,6 +5,7 @@ Both the on-policy recipe and the off-policy loop call them, in this order::
     state, meta = load_checkpoint(cfg.resume, return_metadata=True)
     check_resume(meta, cfg, overrides=cfg.resume_override)       # before anything is built
     check_total_frames(cfg.total_frames, meta["frames"], cfg.resume)
+    check_schedule_horizon(meta, cfg, overrides=cfg.resume_override)
     ...
     for batch in collector:
         diagnostics = update(batch)
@@ -144,7 +145,7 @@ def check_resume(meta: Mapping[str, Any], cfg: Any, *, overrides: Sequence[str] 
     where = f"checkpoint {path}" if path is not None else "the checkpoint"
     if not isinstance(saved, Mapping):
         raise ConfigError(f"cannot resume from {where}: it records no config to compare with")
-    known = set()
+    known = {"total_frames"}  # not compared here: check_schedule_horizon reads its override
     for group in COMPARED_GROUPS:
         known |= set(_flatten(plain_config(saved.get(group, {})), group))
         known |= set(_flatten(plain_config(_group(cfg, group)), group))
@@ -196,6 +197,47 @@ def check_total_frames(total_frames: int, checkpoint_frames: int, path: Any = No
             f"total_frames={total_frames} is not above the {checkpoint_frames} frames the checkpoint{where} "
             f"already has: nothing would be trained. Give total_frames > {checkpoint_frames} to train further"
         )
+
+
+def check_schedule_horizon(
+    meta: Mapping[str, Any], cfg: Any, *, overrides: Sequence[str] = (), path: Any = None
+) -> None:
+    r"""Refuses a resume whose new ``total_frames`` would bend a running learning-rate decay.
+
+    With ``algo.lr_decay=linear`` the learning rates are scaled by :math:`1 - t / T` (``t``
+    frames so far, ``T`` the run's ``total_frames``). Resuming with another ``T`` changes the
+    factor at once: a 10M run resumed at 3M with ``total_frames=4_000_000`` would drop from
+    0.70 to 0.25 of its base rate, a run that had ended would jump back from 0. Both are
+    refused unless ``overrides`` (``resume_override``) names ``total_frames``. Checkpoints
+    written before they recorded ``total_frames`` are not checked.
+
+    Raises:
+        ConfigError: the factor would change at the resume, not allowed by ``overrides``.
+
+    Example:
+        >>> meta = {"frames": 3_000_000, "total_frames": 10_000_000}
+        >>> run = {"total_frames": 4_000_000, "algo": {"lr_decay": "linear"}}
+        >>> check_schedule_horizon(meta, run, overrides=["total_frames"])
+        >>> check_schedule_horizon(meta, run)  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: total_frames=4,000,000 differs from the 10,000,000 ... from 0.70 to 0.25 ...
+    """
+    saved, new = meta.get("total_frames"), int(_get(cfg, "total_frames"))
+    decay = _get(_group(cfg, "algo"), "lr_decay")
+    decay = str(getattr(decay, "value", decay) or "none")
+    if saved is None or decay == "none" or int(saved) == new or _covered("total_frames", overrides):
+        return
+    frames = int(meta["frames"])
+    before, after = max(0.0, 1 - frames / int(saved)), max(0.0, 1 - frames / new)
+    where = f" {path}" if path is not None else ""
+    raise ConfigError(
+        f"total_frames={new:,} differs from the {int(saved):,} that the run of checkpoint{where} was scheduled "
+        f"for, and algo.lr_decay={decay} scales the learning rates by 1 - frames / total_frames: at "
+        f"{frames:,} frames they would jump from {before:.2f} to {after:.2f} of their base value. Fix: keep "
+        f"total_frames={int(saved)} (a run stopped early resumes from its checkpoint), or accept the new "
+        "schedule with resume_override=[total_frames]"
+    )
 
 
 def check_finite(
@@ -291,7 +333,8 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
 
     Verifies the file (:func:`~harl_torchrl.utils.checkpoint.load_checkpoint`), compares
     its config (:func:`check_resume`, honouring ``cfg.resume_override``) and the budget
-    (:func:`check_total_frames`). Call it before building anything.
+    (:func:`check_total_frames`) and the learning-rate schedule's horizon
+    (:func:`check_schedule_horizon`). Call it before building anything.
 
     Raises:
         CheckpointError: the file is missing, damaged or not a checkpoint.
@@ -307,6 +350,7 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
     accepted = check_resume(meta, cfg, overrides=list(_get(cfg, "resume_override") or []), path=path)
     point = ResumePoint(path, state, meta, accepted)
     check_total_frames(int(_get(cfg, "total_frames")), point.frames, path)
+    check_schedule_horizon(meta, cfg, overrides=list(_get(cfg, "resume_override") or []), path=path)
     return point
 
 

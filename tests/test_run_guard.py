@@ -3,7 +3,13 @@ import torch
 from tensordict import TensorDict
 
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.run_guard import NonFiniteError, check_finite, check_resume, config_differences
+from harl_torchrl.run_guard import (
+    NonFiniteError,
+    check_finite,
+    check_resume,
+    check_schedule_horizon,
+    config_differences,
+)
 
 SAVED = {
     "algo": {"name": "happo", "actor_lr": 5e-4},
@@ -93,3 +99,38 @@ def test_a_checkpoint_older_than_a_key_reads_as_the_behaviour_it_had():
         check_resume(meta, changed)
     other_new_key = {**same, "model": {"width": 3}}  # keys not listed still count as differences
     assert "model.width" in config_differences(old, other_new_key)
+
+
+@pytest.mark.parametrize(
+    "meta, run",
+    [
+        ({"frames": 300, "total_frames": 1000}, {"total_frames": 1000, "algo": {"lr_decay": "linear"}}),
+        ({"frames": 300, "total_frames": 1000}, {"total_frames": 400, "algo": {"lr_decay": "none"}}),
+        ({"frames": 300}, {"total_frames": 400, "algo": {"lr_decay": "linear"}}),  # written before it was recorded
+        ({"frames": 300, "total_frames": 1000}, {"total_frames": 400, "algo": {}}),  # off-policy: no decay
+    ],
+    ids=["same_budget", "no_decay", "old_checkpoint", "no_decay_key"],
+)
+def test_a_resume_that_keeps_the_learning_rate_schedule_passes(meta, run):
+    check_schedule_horizon(meta, run)
+
+
+def test_a_new_budget_under_linear_decay_is_refused_with_both_factors_and_the_fix():
+    meta = {"frames": 3_000_000, "total_frames": 10_000_000}
+    run = {"total_frames": 4_000_000, "algo": {"lr_decay": "linear"}}
+    with pytest.raises(ConfigError) as info:
+        check_schedule_horizon(meta, run, path="run/checkpoint.pt")
+    message = str(info.value)
+    assert "from 0.70 to 0.25 of their base value" in message and "run/checkpoint.pt" in message
+    assert "keep total_frames=10000000" in message and "resume_override=[total_frames]" in message
+    check_schedule_horizon(meta, run, overrides=["total_frames"])
+    check_schedule_horizon(meta, run, overrides=["*"])
+    # extending a finished run would restart a decayed-to-zero rate
+    with pytest.raises(ConfigError, match=r"from 0\.00 to 0\.50"):
+        check_schedule_horizon(
+            {"frames": 1000, "total_frames": 1000}, {"total_frames": 2000, "algo": {"lr_decay": "linear"}}
+        )
+
+
+def test_total_frames_is_a_known_resume_override():
+    assert check_resume({"config": SAVED}, _run(), overrides=["total_frames"]) == []

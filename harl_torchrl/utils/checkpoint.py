@@ -114,7 +114,9 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
 
     Returns:
         ``{"format_version", "library_version", "torch_version", "kind", "algorithm",
-        "config": {"algo", "env", "model"}, "frames", "iteration"}``, plain containers only.
+        "config": {"algo", "env", "model"}, "frames", "iteration", "total_frames"}``, plain
+        containers only; ``total_frames`` (the run's budget, which a linear learning-rate
+        decay is scheduled over) is ``None`` when ``cfg`` has none.
 
     Example:
         >>> meta = run_metadata({"algo": {"name": "happo"}, "env": {}, "model": {}}, frames=80, iteration=1)
@@ -133,7 +135,13 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
         "config": groups,
         "frames": int(frames),
         "iteration": int(iteration),
+        "total_frames": _total_frames(cfg),
     }
+
+
+def _total_frames(cfg: Any) -> int | None:
+    value = cfg.get("total_frames") if isinstance(cfg, Mapping) else getattr(cfg, "total_frames", None)
+    return None if value is None else int(value)
 
 
 def _group(cfg: Any, name: str) -> Any:

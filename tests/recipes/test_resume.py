@@ -126,6 +126,26 @@ def test_a_new_learning_rate_needs_the_override_and_then_takes_effect(first_run,
     assert all(s["param_groups"][0]["lr"] == 5e-4 for s in after["critic_optimizers"].values())
 
 
+def test_a_new_budget_under_linear_lr_decay_needs_the_override_then_follows_the_new_schedule(tmp_path):
+    # regression: resuming a 10M linear-decay run with total_frames=4M silently cut its rate from 0.70 to 0.25
+    decayed = _recipe().run(_config("algo.lr_decay=linear"), tmp_path / "first")  # 2 of 2 iterations
+    with pytest.raises(ConfigError, match=r"total_frames=240 differs from the 160.*from 0\.00 to 0\.33"):
+        _recipe().run(_config(f"resume={decayed['checkpoint']}", "algo.lr_decay=linear", "total_frames=240"), tmp_path)
+    assert not (tmp_path / "metrics.csv").exists()
+    _recipe().run(
+        _config(
+            f"resume={decayed['checkpoint']}",
+            "algo.lr_decay=linear",
+            "total_frames=240",
+            "resume_override=[total_frames]",
+        ),
+        tmp_path / "extended",
+    )
+    factors = [float(r["lr_factor"]) for r in _rows(tmp_path / "extended" / "metrics.csv") if r["iteration"]]
+    assert factors[-1] == 0.0  # iteration 3 of 3 under the new schedule, 1 - 3/3
+    assert load_checkpoint(tmp_path / "extended" / "checkpoint.pt", return_metadata=True)[1]["total_frames"] == 240
+
+
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(first_run, tmp_path):
     run_dir = tmp_path / "run"
     _recipe().run(_config(f"resume={first_run}", "total_frames=240"), run_dir)  # iteration 3: a good checkpoint
