@@ -11,7 +11,10 @@ writes ``recipes/results/humanoid_17x1_happo_seed1.json`` with ``eval_curve`` as
 ``[[frames, deterministic eval return], ...]`` and ``train_curve`` as
 ``[[frames, mean return of the episodes that ended in that batch], ...]`` (every
 ``--every``-th batch). A run that was stopped before its ``total_frames`` is summarised as
-far as it got (``frames`` says where).
+far as it got (``frames`` says where). ``algo`` and ``seed`` are recorded too (by default the
+run's own ``algo.name`` and ``seed`` from its ``.hydra/config.yaml``; ``--algo`` gives a label
+such as ``mappo_unshared``), so ``recipes/plot_benchmarks.py`` and ``recipes/results_table.py``
+read the file without being told.
 """
 
 from __future__ import annotations
@@ -77,16 +80,34 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
     }
 
 
+def run_identity(run_dir: Path) -> dict:
+    """``{"algo": algo.name, "seed": seed}`` from the run's ``.hydra/config.yaml`` (empty if it has none)."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        return {}
+    from omegaconf import OmegaConf
+
+    cfg = OmegaConf.load(path)
+    return {"algo": OmegaConf.select(cfg, "algo.name"), "seed": OmegaConf.select(cfg, "seed")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--name", required=True, help="the result file's stem")
     parser.add_argument("--command", required=True, help="the command that made the run, recorded verbatim")
     parser.add_argument("--note", default="", help="anything a reader must know (machine, stopped early, ...)")
+    parser.add_argument("--algo", help="the run's label (default: its algo.name)")
+    parser.add_argument("--seed", type=int, help="the run's seed (default: its config's)")
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--out", type=Path, default=Path("recipes/results"))
     args = parser.parse_args()
-    result = {"name": args.name, "command": args.command, "note": args.note, **summarise(args.run_dir, args.every)}
+    identity = run_identity(args.run_dir)
+    identity.update({k: v for k, v in {"algo": args.algo, "seed": args.seed}.items() if v is not None})
+    if identity.get("algo") is None or identity.get("seed") is None:
+        parser.error(f"{args.run_dir} records no algo.name or seed. Fix: pass --algo and --seed")
+    result = {"name": args.name, "command": args.command, "note": args.note, **identity}
+    result.update(summarise(args.run_dir, args.every))
     args.out.mkdir(parents=True, exist_ok=True)
     target = args.out / f"{args.name}.json"
     target.write_text(json.dumps(result, indent=1) + "\n")

@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import json
 import math
 from pathlib import Path
 
@@ -48,3 +49,35 @@ def test_curves_frames_and_wall_time_come_from_the_rows(tmp_path):
 def test_a_directory_without_metrics_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="Fix: pass a run directory"):
         _module().summarise(tmp_path)
+
+
+def test_the_result_file_names_the_runs_algorithm_and_seed_from_its_hydra_config(tmp_path, monkeypatch, capsys):
+    module = _module()
+    run = tmp_path / "run"
+    _write(
+        run,
+        [
+            {
+                "step": 100,
+                "episode_return_mean": 1.0,
+                "collect_fps": 50.0,
+                "update_seconds": 1.0,
+                "eval/return_mean": 2.0,
+            }
+        ],
+    )
+    (run / ".hydra").mkdir()
+    (run / ".hydra" / "config.yaml").write_text("algo:\n  name: mappo\nseed: 3\n")
+    out = tmp_path / "results"
+    argv = ["summarise_run.py", str(run), "--name", "x", "--command", "c", "--out", str(out)]
+    monkeypatch.setattr("sys.argv", argv)
+    module.main()
+    assert {k: json.loads((out / "x.json").read_text())[k] for k in ("algo", "seed")} == {"algo": "mappo", "seed": 3}
+    monkeypatch.setattr("sys.argv", [*argv, "--algo", "mappo_unshared"])
+    module.main()
+    assert json.loads((out / "x.json").read_text())["algo"] == "mappo_unshared"
+    (run / ".hydra" / "config.yaml").unlink()
+    monkeypatch.setattr("sys.argv", argv)
+    with pytest.raises(SystemExit):
+        module.main()
+    assert "Fix: pass --algo and --seed" in capsys.readouterr().err
