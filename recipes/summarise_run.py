@@ -65,17 +65,20 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
         if (i + 1) % every == 0 and not math.isnan(_float(r.get("episode_return_mean")))
     ]
     frames = int(_float(rows[-1]["step"]))
-    batch = frames / len(rows)
-    fps = [_float(r.get("collect_fps")) for r in rows]
-    updates = [_float(r.get("update_seconds")) for r in rows]
-    seconds = sum(batch / v for v in fps if v > 0) + sum(u for u in updates if not math.isnan(u))
+    # A finished run's last row is the final evaluation alone (no iteration, no timings):
+    # averaging it in made the means NaN and miscounted the iterations.
+    iterations = [r for r in rows if not math.isnan(_float(r.get("iteration")))] or rows
+    batch = frames / len(iterations)
+    fps = [v for v in (_float(r.get("collect_fps")) for r in iterations) if not math.isnan(v)]
+    updates = [u for u in (_float(r.get("update_seconds")) for r in iterations) if not math.isnan(u)]
+    seconds = sum(batch / v for v in fps if v > 0) + sum(updates)
     return {
         "frames": frames,
-        "iterations": len(rows),
+        "iterations": len(iterations),
         "eval_curve": eval_curve,
         "train_curve": train_curve,
-        "collect_fps_mean": round(sum(fps) / len(fps), 1),
-        "update_seconds_mean": round(sum(updates) / len(updates), 3),
+        "collect_fps_mean": round(sum(fps) / len(fps), 1) if fps else math.nan,
+        "update_seconds_mean": round(sum(updates) / len(updates), 3) if updates else math.nan,
         "wall_minutes_estimate": round(seconds / 60, 1),
     }
 

@@ -46,6 +46,38 @@ def test_curves_frames_and_wall_time_come_from_the_rows(tmp_path):
     assert math.isclose(result["wall_minutes_estimate"], round(12 / 60, 1))
 
 
+def test_a_finished_runs_final_evaluation_row_does_not_poison_the_timings(tmp_path):
+    # Regression: a finished run ends with a row holding only the final evaluation (no
+    # iteration, no timings); the means came out NaN and the iterations one too many.
+    rows = [
+        {
+            "step": 100 * (i + 1),
+            "iteration": i + 1,
+            "episode_return_mean": 1.0,
+            "collect_fps": 50.0,
+            "update_seconds": 1.0,
+            "eval/return_mean": "",
+        }
+        for i in range(3)
+    ]
+    rows.append(
+        {
+            "step": 300,
+            "iteration": "",
+            "episode_return_mean": "",
+            "collect_fps": "",
+            "update_seconds": "",
+            "eval/return_mean": 7.0,
+        }
+    )
+    _write(tmp_path / "run", rows)
+    result = _module().summarise(tmp_path / "run", every=1)
+    assert result["iterations"] == 3
+    assert result["collect_fps_mean"] == 50.0 and result["update_seconds_mean"] == 1.0
+    assert result["eval_curve"] == [[300, 7.0]]
+    assert math.isclose(result["wall_minutes_estimate"], round(9 / 60, 1))
+
+
 def test_a_directory_without_metrics_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="Fix: pass a run directory"):
         _module().summarise(tmp_path)
