@@ -122,8 +122,9 @@ def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps
         ylabel="IQM evaluation return",
         ax=ax,
     )
-    seeds = ", ".join(f"{a} {len(raw[a])}" for a in algos)
-    ax.set_title(f"{task}: IQM, 95% bootstrap band (seeds: {seeds})", fontsize="small")
+    # "happo: 2 seeds", not "happo 2", which reads as seed number 2
+    seeds = ", ".join(f"{a}: {len(raw[a])} seed{'s' if len(raw[a]) > 1 else ''}" for a in algos)
+    ax.set_title(f"{task}: IQM, 95% bootstrap band ({seeds})", fontsize="small")
     ax.legend(ax.get_lines(), algos, loc="lower right")
     _save(fig, out / "sample_efficiency")
 
