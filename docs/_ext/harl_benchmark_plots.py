@@ -25,7 +25,16 @@ FIGURES = {
     ),
     "humanoid_17x1_happo_mappo": (
         "mamujoco/humanoid_17x1",
-        [("humanoid_17x1_happo_seed1.json", "happo", 1), ("humanoid_17x1_mappo_seed1.json", "mappo (shared)", 1)],
+        [
+            ("humanoid_17x1_happo_seed1.json", "happo", 1),
+            ("humanoid_17x1_mappo_seed1.json", "mappo (shared)", 1),
+            ("humanoid_17x1_mappo_unshared_seed1.json", "mappo (unshared)", 1),
+        ],
+        None,
+    ),
+    "halfcheetah_2x3_happo": (
+        "mamujoco/halfcheetah_2x3",
+        [("halfcheetah_2x3_happo_seed2.json", "happo", 2), ("halfcheetah_2x3_happo_seed3.json", "happo", 3)],
         None,
     ),
 }
