@@ -42,7 +42,9 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
     Returns:
         ``{"frames", "iterations", "eval_curve", "train_curve", "collect_fps_mean",
         "update_seconds_mean", "wall_minutes_estimate"}``; the wall time is the sum of
-        collection and update time over the iterations (evaluation time excluded).
+        collection and update time over the iterations (evaluation time excluded). Runs
+        whose evaluations log a win rate (``eval/win_rate``, SMAX) also get
+        ``"eval_win_rate_curve"``, ``[[step, rate], ...]``.
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``metrics.csv`` (not a run directory).
@@ -72,6 +74,15 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
     fps = [v for v in (_float(r.get("collect_fps")) for r in iterations) if not math.isnan(v)]
     updates = [u for u in (_float(r.get("update_seconds")) for r in iterations) if not math.isnan(u)]
     seconds = sum(batch / v for v in fps if v > 0) + sum(updates)
+    rate_curves = {
+        f"eval_{key}_curve": [
+            [int(_float(r["step"])), round(_float(r[f"eval/{key}"]), 4)]
+            for r in rows
+            if not math.isnan(_float(r.get(f"eval/{key}")))
+        ]
+        for key in ("win_rate",)
+        if f"eval/{key}" in rows[0]
+    }
     return {
         "frames": frames,
         "iterations": len(iterations),
@@ -80,6 +91,7 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
         "collect_fps_mean": round(sum(fps) / len(fps), 1) if fps else math.nan,
         "update_seconds_mean": round(sum(updates) / len(updates), 3) if updates else math.nan,
         "wall_minutes_estimate": round(seconds / 60, 1),
+        **rate_curves,
     }
 
 

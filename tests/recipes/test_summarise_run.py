@@ -78,6 +78,24 @@ def test_a_finished_runs_final_evaluation_row_does_not_poison_the_timings(tmp_pa
     assert math.isclose(result["wall_minutes_estimate"], round(9 / 60, 1))
 
 
+def test_a_success_rate_logged_by_the_evaluations_gets_its_own_curve(tmp_path):
+    rows = [
+        {
+            "step": 100 * (i + 1),
+            "iteration": i + 1,
+            "episode_return_mean": 1.0,
+            "collect_fps": 50.0,
+            "update_seconds": 1.0,
+            "eval/return_mean": 2.0 if i % 2 else "",
+            "eval/win_rate": 0.25 * i if i % 2 else "",
+        }
+        for i in range(4)
+    ]
+    _write(tmp_path / "run", rows)
+    result = _module().summarise(tmp_path / "run", every=1)
+    assert result["eval_win_rate_curve"] == [[200, 0.25], [400, 0.75]]
+
+
 def test_a_directory_without_metrics_names_the_fix(tmp_path):
     with pytest.raises(FileNotFoundError, match="Fix: pass a run directory"):
         _module().summarise(tmp_path)
