@@ -10,6 +10,14 @@ from torchrl.envs.utils import ExplorationType, set_exploration_type
 #: The flag an env writes on the step its team won (SMAX's ``"battle_won"``), read for win rates.
 WIN_KEY = "battle_won"
 
+#: Root success flags an env may write on the step the team succeeded, each with the key of
+#: :func:`episode_returns`'s 0/1 per episode and the name of the rate in the logs: SMAX's won
+#: battles (``win_rate``) and football's goals (``goal_rate``).
+SUCCESS_FLAGS: dict[str, tuple[str, str]] = {
+    WIN_KEY: ("won", "win_rate"),
+    "goal_scored": ("scored", "goal_rate"),
+}
+
 
 @torch.no_grad()
 def episode_returns(
@@ -25,11 +33,13 @@ def episode_returns(
     episodes still running after ``max_steps`` count with their partial return.
 
     Envs that flag a won episode (``("next", "battle_won")``, SMAX) also give ``"won"``:
-    1.0 where the first episode was won, else 0.0 (an unfinished episode is not won).
+    1.0 where the first episode was won, else 0.0 (an unfinished episode is not won); envs
+    that flag goals (``("next", "goal_scored")``, football) give ``"scored"`` the same way
+    (see :data:`SUCCESS_FLAGS`).
 
     Returns:
-        ``{"team": [B], "length": [B], <agent>: [B], ...}``, plus ``"won": [B]`` where the
-        env flags wins.
+        ``{"team": [B], "length": [B], <agent>: [B], ...}``, plus ``"won": [B]`` /
+        ``"scored": [B]`` where the env flags wins / goals.
 
     Example:
         >>> from harl_torchrl.envs import make_vmas_env
@@ -52,9 +62,12 @@ def episode_returns(
         return (reward * in_first_episode).sum(-1)
 
     out = {"team": total(("next", "reward")), "length": first_done + 1}
-    if ("next", WIN_KEY) in rollout.keys(True):
-        won = rollout.get(("next", WIN_KEY)).reshape(done.shape)
-        out["won"] = (won & done & in_first_episode).any(-1).float()
+    keys = set(rollout.keys(True))
+    for flag, (name, _) in SUCCESS_FLAGS.items():
+        if ("next", flag) in keys:
+            # the flag of the step that ended the first episode (a goal ends a football episode)
+            success = rollout.get(("next", flag)).reshape(done.shape)
+            out[name] = (success & done & in_first_episode).any(-1).float()
     for agent in getattr(env, "group_map", {}):
         if ("next", agent, "reward") in rollout.keys(True):
             out[agent] = total(("next", agent, "reward"))
@@ -77,7 +90,8 @@ def evaluate(env: EnvBase, policy: TensorDictModuleBase, max_steps: int) -> dict
 
     Returns:
         ``{"return_mean", "return_std", "episode_length_mean"}``, plus ``"win_rate"`` (the
-        share of the episodes won) for envs that flag wins (SMAX).
+        share of the episodes won) for envs that flag wins (SMAX), ``"goal_rate"`` (the share
+        that ended in a goal) for envs that flag goals (football).
     """
     out = episode_returns(env, policy, max_steps)
     returns = out["team"]
@@ -86,6 +100,7 @@ def evaluate(env: EnvBase, policy: TensorDictModuleBase, max_steps: int) -> dict
         "return_std": returns.std(correction=0).item(),
         "episode_length_mean": out["length"].float().mean().item(),
     }
-    if "won" in out:
-        figures["win_rate"] = out["won"].mean().item()
+    for name, rate in SUCCESS_FLAGS.values():
+        if name in out:
+            figures[rate] = out[name].mean().item()
     return figures

@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
-from harl_torchrl.evaluation import WIN_KEY
+from harl_torchrl.evaluation import SUCCESS_FLAGS
 from harl_torchrl.sequential import SequentialUpdater
 from harl_torchrl.utils.checkpoint import rng_state, set_rng_state
 
@@ -23,11 +23,11 @@ def episode_stats(batch: TensorDictBase) -> dict[str, float]:
     Reads ``("next", "done")`` and ``("next", "episode_reward")`` (the running
     team return written by :func:`~harl_torchrl.envs.make_vmas_env`), and, where the
     env writes it (SMAX), ``("next", "battle_won")``: the share of the ended episodes
-    that were won.
+    that were won; likewise ``("next", "goal_scored")`` (football) for the goal rate.
 
     Returns:
-        ``{"episode_return_mean", "episodes"}``, plus ``"win_rate"`` for envs with a win
-        flag; the means are NaN when no episode ended.
+        ``{"episode_return_mean", "episodes"}``, plus ``"win_rate"`` / ``"goal_rate"`` for
+        envs with that flag; the means are NaN when no episode ended.
 
     Example:
         >>> from tensordict import TensorDict
@@ -44,9 +44,10 @@ def episode_stats(batch: TensorDictBase) -> dict[str, float]:
         "episode_return_mean": returns.mean().item() if count else float("nan"),
         "episodes": float(count),
     }
-    won = batch.get(("next", WIN_KEY), None)
-    if won is not None:
-        stats["win_rate"] = won.squeeze(-1)[done].float().mean().item() if count else float("nan")
+    for flag, (_, rate) in SUCCESS_FLAGS.items():
+        success = batch.get(("next", flag), None)
+        if success is not None:
+            stats[rate] = success.squeeze(-1)[done].float().mean().item() if count else float("nan")
     return stats
 
 

@@ -92,7 +92,7 @@ def run(cfg: EvaluateConfig | Any) -> dict[str, Any]:
     state = "the training run's saved evaluation state" if restored else f"fresh episodes (seed {cfg.seed})"
     print(f"{figures['episodes']} {mode} episodes from {state}")
     print(f"  {'':<12} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
-    for name in ["team", *trained.agents, "length", "won"]:  # won: SMAX's win rate (mean of 0/1)
+    for name in ["team", *trained.agents, "length", "won", "scored"]:  # SMAX's win / football's goal rate (0/1)
         if name in figures:
             s = figures[name]
             print(f"  {name:<12} {s['mean']:>10.3f} {s['std']:>10.3f} {s['min']:>10.3f} {s['max']:>10.3f}")

@@ -43,8 +43,9 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
         ``{"frames", "iterations", "eval_curve", "train_curve", "collect_fps_mean",
         "update_seconds_mean", "wall_minutes_estimate"}``; the wall time is the sum of
         collection and update time over the iterations (evaluation time excluded). Runs
-        whose evaluations log a win rate (``eval/win_rate``, SMAX) also get
-        ``"eval_win_rate_curve"``, ``[[step, rate], ...]``.
+        whose evaluations log a win rate (``eval/win_rate``, SMAX) or a goal rate
+        (``eval/goal_rate``, football) also get ``"eval_win_rate_curve"`` /
+        ``"eval_goal_rate_curve"``, ``[[step, rate], ...]``.
 
     Raises:
         FileNotFoundError: ``run_dir`` has no ``metrics.csv`` (not a run directory).
@@ -80,7 +81,7 @@ def summarise(run_dir: Path, every: int = 10) -> dict:
             for r in rows
             if not math.isnan(_float(r.get(f"eval/{key}")))
         ]
-        for key in ("win_rate",)
+        for key in ("win_rate", "goal_rate")
         if f"eval/{key}" in rows[0]
     }
     return {

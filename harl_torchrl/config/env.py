@@ -1,4 +1,4 @@
-"""Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo, SMAX).
+"""Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo, SMAX, football).
 
 Defaults are those of :func:`~harl_torchrl.envs.make_env` for a key a mapping
 omits; the recipe YAMLs under ``recipes/conf/env/`` set every key. The scenario's
@@ -17,6 +17,7 @@ from harl_torchrl.config.registry import register_env
 from harl_torchrl.errors import ConfigError
 
 TeamReward = choices("TeamReward", "mean", "sum")
+FootballTeamReward = choices("FootballTeamReward", "mean", "sum", "first")
 ResetMode = choices("ResetMode", "auto", "twin", "blend", "loop")
 ObsMode = choices("ObsMode", "local", "global")
 
@@ -151,3 +152,35 @@ class SMAXEnvConfig(EnvConfig):
                 f"env.env_kwargs {reserved} are set by the env itself. Fix: use env.scenario for the map and "
                 "env.max_steps for the episode length"
             )
+
+
+@register_env
+@dataclass
+class FootballEnvConfig(EnvConfig):
+    """Google Research Football academy scenarios (``recipes/conf/env/football/*.yaml``).
+
+    Attributes:
+        num_envs: copies in each collecting process (about 330 MB each); with
+            ``collector.workers=W`` each of the W processes steps ``num_envs / W`` of them.
+        max_steps: time limit in steps, at most the scenario's (``null``: the scenario's,
+            401 for the academies: ``game_duration`` 400 + 1).
+        continuous_actions: always ``false`` (19 discrete actions per player).
+        checkpoint_reward: gfootball's distance-to-goal shaping on top of the +1 / -1 per
+            goal (its ``scoring,checkpoints`` rewards, the reference's choice); ``false``:
+            ``scoring`` only.
+        team_reward: the root team reward from the agents' rewards: ``mean``, ``sum``, or
+            ``first`` (agent 0's, what the reference HARL trains on).
+    """
+
+    family: str = "football"
+    num_envs: int = 4
+    max_steps: int | None = 401
+    continuous_actions: bool = False
+    checkpoint_reward: bool = True
+    team_reward: FootballTeamReward = FootballTeamReward.mean  # type: ignore[valid-type]
+
+    def validate(self) -> None:
+        """Also discrete actions only."""
+        super().validate()
+        if self.continuous_actions:
+            raise self.fail("continuous_actions", "must be false (gfootball's players take 19 discrete actions)")

@@ -15,7 +15,7 @@ again once a tensor views it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
@@ -72,6 +72,9 @@ class StepResult:
         team_reward: float ``[B]``, the team reward written at the root.
         terminated: bool ``[B]``, the raw env says the episode ended.
         truncated: bool ``[B]``, the raw env hit its own time limit.
+        flags: bool ``[B]`` per root flag the family declared (``root_flags`` of
+            :meth:`BatchedParallelEnv._init_batched`), e.g. football's ``"goal_scored"``:
+            what happened on this step.
 
     Example:
         >>> rewards = np.array([[1.0, 2.0], [3.0, 4.0]])  # 2 agents, 2 copies
@@ -84,6 +87,7 @@ class StepResult:
     team_reward: np.ndarray
     terminated: np.ndarray
     truncated: np.ndarray
+    flags: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 def set_team_specs(
@@ -144,6 +148,7 @@ class BatchedParallelEnv(EnvBase):
         ("next", "truncated")           bool    [B, 1]  ``max_steps`` reached (and not terminated)
         ("next", "done")                bool    [B, 1]  terminated | truncated
         ("next", "episode_reward")      float32 [B, 1]  team return of the episode so far
+        ("next", <root flag>)           bool    [B, 1]  a family's event flags (e.g. "goal_scored")
 
     ``_reset`` reads the ``"_reset"`` mask ``[B, 1]`` and resets only those copies; it
     returns the observations of every copy. Seeding gives copy ``i`` the seed
@@ -211,8 +216,14 @@ class BatchedParallelEnv(EnvBase):
         obs_dims: Mapping[str, int],
         action_spaces: Mapping[str, ActionSpace],
         state_dim: int,
+        root_flags: Sequence[str] = (),
     ) -> None:
-        """Records the agents and builds the specs; subclasses call it from ``__init__``."""
+        """Records the agents and builds the specs; subclasses call it from ``__init__``.
+
+        ``root_flags`` names boolean ``[B, 1]`` root entries the family reports on every step
+        (through :attr:`StepResult.flags`; ``False`` after a reset), such as an event that a
+        success rate counts.
+        """
         self.agent_names = list(agent_names)
         self.group_map = {name: [name] for name in self.agent_names}
         self.action_spaces = dict(action_spaces)
@@ -244,7 +255,16 @@ class BatchedParallelEnv(EnvBase):
             reward_specs[name] = Composite(
                 reward=Unbounded(shape=(*batch, 1), dtype=torch.float32, device=device), shape=batch
             )
-        set_team_specs(self, obs_specs, action_specs, reward_specs, state_dim=self.state_dim)
+        self.root_flags = tuple(root_flags)
+        self._buf.flags = {name: np.zeros((self.num_envs, 1), dtype=bool) for name in self.root_flags}
+        set_team_specs(
+            self,
+            obs_specs,
+            action_specs,
+            reward_specs,
+            state_dim=self.state_dim,
+            **{name: done_flag_spec(batch, device) for name in self.root_flags},
+        )
         self._batch_size_unsafe = torch.Size(batch)
 
     # -------------------------------------------------------- family hooks
@@ -328,6 +348,7 @@ class BatchedParallelEnv(EnvBase):
             self._buf.episode_reward[indices] = 0.0
         obs, state = self._observe()
         false = np.zeros((self.num_envs, 1), dtype=bool)
+        self._buf.flags = {name: false.copy() for name in self.root_flags}
         out = self._output(obs, state, extra={"done": false, "terminated": false.copy(), "truncated": false.copy()})
         return out
 
@@ -353,6 +374,9 @@ class BatchedParallelEnv(EnvBase):
         terminated = np.asarray(result.terminated, dtype=bool)
         truncated = (np.asarray(result.truncated, dtype=bool) | (self._buf.step_count >= self.max_steps)) & ~terminated
         self._buf.episode_reward += result.team_reward
+        self._buf.flags = {
+            name: np.asarray(result.flags[name], dtype=bool).reshape(self.num_envs, 1) for name in self.root_flags
+        }
         obs, state = self._observe()
         rewards = np.asarray(result.rewards, dtype=np.float32)
         out = self._output(
@@ -388,6 +412,8 @@ class BatchedParallelEnv(EnvBase):
             self._buf.episode_reward.astype(np.float32).reshape(self.num_envs, 1)
         )
         for key, value in extra.items():
+            source[key] = torch.from_numpy(value)
+        for key, value in self._buf.flags.items():
             source[key] = torch.from_numpy(value)
         # the TensorDicts carry the env's device: EnvBase.step would otherwise copy them to it
         out = TensorDict._new_unsafe(source, batch_size=batch, device=self._cpu)

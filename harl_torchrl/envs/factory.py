@@ -9,7 +9,7 @@ from torchrl.envs import EnvBase
 
 from harl_torchrl.errors import ConfigError, unknown_choice
 
-FAMILIES = ("vmas", "pettingzoo", "mamujoco", "smax")
+FAMILIES = ("vmas", "pettingzoo", "mamujoco", "smax", "football")
 
 
 def make_env(
@@ -25,8 +25,10 @@ def make_env(
             ``num_envs``, ``max_steps``, ``continuous_actions``, ``scenario_kwargs``;
             for ``mamujoco``: ``scenario``, ``agent_conf``, ``num_envs``,
             ``max_steps``, ``obs_mode``, ``agent_obsk``, ``clip_actions``,
-            ``normalize_actions``, ``zero_contact_forces``, ``env_kwargs``). The
-            ``pettingzoo``, ``mamujoco`` and ``smax`` modules are imported only when used, so
+            ``normalize_actions``, ``zero_contact_forces``, ``env_kwargs``; for ``smax``:
+            ``scenario``, ``num_envs``, ``max_steps``, ``env_kwargs``; for ``football``:
+            ``scenario``, ``num_envs``, ``max_steps``, ``checkpoint_reward``, ``team_reward``). The
+            ``pettingzoo``, ``mamujoco``, ``smax`` and ``football`` modules are imported only when used, so
             a missing optional package fails only for its own family.
         num_envs: overrides ``env_cfg["num_envs"]`` (evaluation envs use their own).
         seed: the env's seed.
@@ -99,5 +101,17 @@ def make_env(
             seed=seed,
             device=device,
             **dict(env_cfg.get("env_kwargs") or {}),
+        )
+    if family == "football":
+        from harl_torchrl.envs.football import make_football_env
+
+        return make_football_env(
+            env_cfg["scenario"],
+            num_envs=num_envs if num_envs is not None else env_cfg.get("num_envs", 4),
+            max_steps=env_cfg.get("max_steps"),
+            checkpoint_reward=env_cfg.get("checkpoint_reward", True),
+            team_reward=env_cfg.get("team_reward", "mean"),
+            seed=seed,
+            device=device,
         )
     raise AssertionError("unreachable")  # pragma: no cover
