@@ -256,12 +256,6 @@ class FootballTeamEnv(BatchedParallelEnv):
         state = np.concatenate([obs[0][:, _GLOBAL], *(obs[k][:, _ACTIVE] for k in range(len(obs)))], axis=1)
         return {name: obs[k] for k, name in enumerate(self.agent_names)}, state
 
-    def _step(self, tensordict):
-        out = super()._step(tensordict)
-        # our own max_steps (shorter than the scenario's) ended these episodes: reset them next
-        self._needs_reset |= self._buf.step_count >= self.max_steps
-        return out
-
     def close_engines(self) -> None:
         """Releases every copy's game engine (gfootball keeps released engines for reuse)."""
         for env in getattr(self, "_envs", []):
