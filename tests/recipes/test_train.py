@@ -227,7 +227,13 @@ def test_every_env_config_builds_an_env_that_passes_torchrl_checks(env_config):
     from harl_torchrl.envs import make_env
 
     family = env_config.split("/")[0]
-    module = {"vmas": "vmas", "pettingzoo": "mpe2", "mamujoco": "gymnasium_robotics", "smax": "jaxmarl"}[family]
+    module = {
+        "vmas": "vmas",
+        "pettingzoo": "mpe2",
+        "mamujoco": "gymnasium_robotics",
+        "smax": "jaxmarl",
+        "football": "gfootball",
+    }[family]
     if importlib.util.find_spec(module) is None:  # not importorskip: importing jaxmarl resets sys.stdout
         pytest.skip(f"needs {module}")
     env = make_env(_config(f"env={env_config}", vmas=False).env, num_envs=2, seed=0)
