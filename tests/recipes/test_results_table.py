@@ -5,6 +5,8 @@ import json
 import math
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "results_table.py"
 
 
@@ -51,3 +53,30 @@ def test_cells_are_mean_and_sample_std_over_seeds_and_dashes_where_a_seed_is_sho
     assert rows[1] == ["400", "-", "-", "8 (8)", "0"]
     text = table.rst_table(header, rows)
     assert text.splitlines()[0] == text.splitlines()[-1] and "30 ± 14 (25 ± 14)" in text
+
+
+def test_another_curve_with_decimals_and_the_first_step_it_reaches_a_value(tmp_path):
+    table = _module()
+    runs = []
+    for seed, rates in enumerate([[0.0, 0.5, 1.0, 1.0], [0.25, 1.0, 1.0, 0.75]]):
+        run = {"algo": "a", "seed": seed, "eval_curve": [], "eval_win_rate_curve": []}
+        run["eval_win_rate_curve"] = [[500_000 * (i + 1), v] for i, v in enumerate(rates)]
+        runs.append(run)
+    header, rows = table.table_rows(
+        runs, at=[1_000_000], window=1_000_000, curve="eval_win_rate_curve", train=False, digits=2, reach=1.0
+    )
+    assert header == ["env steps", "a win rate (window), 2 seeds"]
+    # at 1M: 0.5 and 1.0 (0.75 ± 0.35); windows (0, 1M] hold 0.0, 0.5 and 0.25, 1.0 (0.44 ± 0.27)
+    assert rows[0] == ["1,000,000", "0.75 ± 0.35 (0.44 ± 0.27)"]
+    # first 1.0 at 1.5M (seed 0) and 1.0M (seed 1)
+    assert rows[1] == ["first ≥ 1", "1.25M ± 0.35M"]
+    runs[1]["eval_win_rate_curve"] = [[500_000, 0.5]]
+    assert table.table_rows(runs, at=[], window=1, curve="eval_win_rate_curve", train=False, reach=1.0)[1] == [
+        ["first ≥ 1", "-"]
+    ]
+
+
+def test_a_curve_the_runs_lack_is_refused_with_the_curves_they_have():
+    table = _module()
+    with pytest.raises(ValueError, match=r"no 'eval_goal_curve'.*eval_curve"):
+        table.table_rows([{"algo": "a", "seed": 0, "eval_curve": []}], at=[1], window=1, curve="eval_goal_curve")
