@@ -24,6 +24,10 @@ Across several tasks (``recipes/benchmark_learning.py`` with ``--tasks``),
 :func:`final_scores_over_tasks` normalises each task on its own and
 :func:`aggregate_figures` draws the same aggregates over the ``[seeds, tasks]`` scores.
 
+``--metric win_rate`` (or any ``<name>`` whose ``eval_<name>_curve`` the result files hold,
+such as SMAX's win rate or football's goal rate) plots that curve instead of the return, and
+marl-eval's layout then names the metric ``win_rate``.
+
 The aggregates need a common scale: scores are min-max normalised over every run and step of
 the task (0: the worst evaluation seen, 1: the best), so the optimality gap is the distance to
 the best return any run reached, not to a known optimum. The curves stay in raw returns.
@@ -53,32 +57,49 @@ def load_runs(paths: list[Path], algo: str | None = None, seed: int | None = Non
     return runs
 
 
-def to_marl_eval(runs: list[dict], env: str, task: str) -> dict:
-    """Runs in marl-eval's raw-data layout (one evaluation return per step, the last as absolute metric).
+def curve_key(metric: str) -> str:
+    """The result files' key of ``metric``'s curve: ``eval_curve`` for the return, else ``eval_<metric>_curve``."""
+    return "eval_curve" if metric == "return" else f"eval_{metric}_curve"
+
+
+def _curve(run: dict, metric: str) -> list[list[float]]:
+    key = curve_key(metric)
+    if key not in run:
+        curves = sorted(
+            "return" if k == "eval_curve" else k.removeprefix("eval_").removesuffix("_curve")
+            for k in run
+            if k.startswith("eval_") and k.endswith("_curve")
+        )
+        raise ValueError(f"run {run['algo']} seed {run['seed']} has no {key!r}. Fix: pick --metric from {curves}")
+    return run[key]
+
+
+def to_marl_eval(runs: list[dict], env: str, task: str, metric: str = "return") -> dict:
+    """Runs in marl-eval's raw-data layout (one evaluation value per step, the last as absolute metric).
 
     Where a run evaluated twice at one frame count (the last iteration's evaluation and the
-    final one), the later is kept.
+    final one), the later is kept. ``metric`` names both the curve read and marl-eval's key.
     """
     out: dict = defaultdict(dict)
     for run in runs:
         # one entry per frame count: the final evaluation replaces the last iteration's at the same step
-        curve = {int(frames): float(value) for frames, value in run["eval_curve"]}
+        curve = {int(frames): float(value) for frames, value in _curve(run, metric)}
         steps = {
-            f"step_{i}": {"step_count": frames, "return": [value]} for i, (frames, value) in enumerate(curve.items())
+            f"step_{i}": {"step_count": frames, metric: [value]} for i, (frames, value) in enumerate(curve.items())
         }
-        steps["absolute_metrics"] = {"return": [float(run["eval_curve"][-1][1])]}
+        steps["absolute_metrics"] = {metric: [float(_curve(run, metric)[-1][1])]}
         out[run["algo"]][str(run["seed"])] = steps
     return {env: {task: dict(out)}}
 
 
-def score_matrices(runs: list[dict]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The evaluation steps all runs share and, per algorithm, a ``[seeds, steps]`` array of returns."""
-    common = sorted(set.intersection(*({int(f) for f, _ in r["eval_curve"]} for r in runs)))
+def score_matrices(runs: list[dict], metric: str = "return") -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The evaluation steps all runs share and, per algorithm, a ``[seeds, steps]`` array of ``metric``."""
+    common = sorted(set.intersection(*({int(f) for f, _ in _curve(r, metric)} for r in runs)))
     if not common:
         raise ValueError("the runs share no evaluation step. Fix: plot runs evaluated at the same frame counts")
     scores: dict[str, list[list[float]]] = defaultdict(list)
     for run in sorted(runs, key=lambda r: (r["algo"], r["seed"])):
-        curve = {int(f): v for f, v in run["eval_curve"]}
+        curve = {int(f): v for f, v in _curve(run, metric)}
         scores[run["algo"]].append([curve[f] for f in common])
     return np.array(common), {algo: np.array(v) for algo, v in scores.items()}
 
@@ -90,8 +111,10 @@ def normalise(scores: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {algo: (v - low) / max(high - low, 1e-12) for algo, v in scores.items()}
 
 
-def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps: int) -> dict:
+def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps: int, metric: str = "return") -> dict:
     """Writes the three figures (PNG and SVG) under ``out``; returns the estimates as (point, low, high).
+
+    ``metric`` picks the evaluation curve (``return``, or e.g. ``win_rate``) of curves and aggregates.
 
     The result maps each algorithm to ``{"iqm", "mean", "optimality_gap"}`` of its normalised
     final scores, and ``"P(x > y)"`` (with ``compare``) to the probability of improvement.
@@ -103,7 +126,8 @@ def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps
     from rliable import library as rly
     from rliable import metrics, plot_utils
 
-    frames, raw = score_matrices(runs)
+    frames, raw = score_matrices(runs, metric)
+    label = f"evaluation {metric.replace('_', ' ')}"
     algos = sorted(raw)
     # sample efficiency: IQM over seeds at each step (rliable takes [runs, tasks, steps]; one task here)
 
@@ -119,7 +143,7 @@ def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps
         bands,
         algorithms=algos,
         xlabel="env steps (millions)",
-        ylabel="IQM evaluation return",
+        ylabel=f"IQM {label}",
         ax=ax,
     )
     # "happo: 2 seeds", not "happo 2", which reads as seed number 2
@@ -129,7 +153,7 @@ def plot(runs: list[dict], out: Path, task: str, compare: list[str] | None, reps
     _save(fig, out / "sample_efficiency")
 
     final = {a: normalise(raw)[a][:, -1:] for a in algos}  # [seeds, 1 task]
-    figures = aggregate_figures(final, out, compare, reps)
+    figures = aggregate_figures(final, out, compare, reps, xlabel=f"normalised final {label}")
     plt.close("all")
     return figures
 
@@ -157,7 +181,13 @@ def final_scores_over_tasks(runs_by_task: dict[str, list[dict]]) -> dict[str, np
     return {algo: np.stack(cols, axis=1) for algo, cols in columns.items()}
 
 
-def aggregate_figures(final: dict[str, np.ndarray], out: Path, compare: list[str] | None, reps: int) -> dict:
+def aggregate_figures(
+    final: dict[str, np.ndarray],
+    out: Path,
+    compare: list[str] | None,
+    reps: int,
+    xlabel: str = "normalised final return",
+) -> dict:
     """IQM, mean and optimality gap (and P(x > y) with ``compare``) of ``[seeds, tasks]`` normalised scores.
 
     Writes ``aggregates.{png,svg}`` (and ``probability_of_improvement.{png,svg}``) under ``out``
@@ -182,7 +212,7 @@ def aggregate_figures(final: dict[str, np.ndarray], out: Path, compare: list[str
         agg_bands,
         metric_names=["IQM", "Mean", "Optimality gap"],
         algorithms=algos,
-        xlabel="normalised final return",
+        xlabel=xlabel,
         subfigure_width=3.4,
     )
     _save(fig, out / "aggregates")
@@ -217,12 +247,15 @@ def main() -> None:
     parser.add_argument("--algo", help="the algorithm of files that do not name one")
     parser.add_argument("--seed", type=int, help="the seed of files that do not name one")
     parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples")
+    parser.add_argument("--metric", default="return", help="the evaluation curve: return, or e.g. win_rate")
     args = parser.parse_args()
     runs = load_runs(args.results, args.algo, args.seed)
     env, _, task = args.task.partition("/")
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "marl_eval.json").write_text(json.dumps(to_marl_eval(runs, env, task or env), indent=1) + "\n")
-    for name, values in plot(runs, args.out, args.task, args.compare, args.reps).items():
+    (args.out / "marl_eval.json").write_text(
+        json.dumps(to_marl_eval(runs, env, task or env, args.metric), indent=1) + "\n"
+    )
+    for name, values in plot(runs, args.out, args.task, args.compare, args.reps, args.metric).items():
         rows = values.items() if isinstance(values, dict) else [("", values)]
         shown = ", ".join(f"{k} {v:.3f} [95% CI {lo:.3f}, {hi:.3f}]".strip() for k, (v, lo, hi) in rows)
         print(f"{name}: {shown}")

@@ -16,7 +16,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "docs" / "generated" / "benchmarks"
 
-#: name -> (task, [(result file, algo, seed) or (result file, None, None)], --compare pair or None)
+#: name -> (task, [(result file, algo, seed) or (result file, None, None)], --compare pair or None);
+#: a result file may be a glob (each match one run naming its own algo and seed)
 FIGURES = {
     "mpe_spread_off_policy": (
         "pettingzoo/simple_spread",
@@ -37,7 +38,12 @@ FIGURES = {
         [("halfcheetah_2x3_happo_seed2.json", "happo", 2), ("halfcheetah_2x3_happo_seed3.json", "happo", 3)],
         None,
     ),
+    "smax_3s5z": ("smax/3s5z", [("smax_3s5z_*_seed*.json", None, None)], None),
+    "smax_2s3z": ("smax/2s3z", [("smax_2s3z_*_seed*.json", None, None)], None),
 }
+
+#: name -> the metric its figures show, where it is not the return
+METRICS = {"smax_3s5z": "win_rate", "smax_2s3z": "win_rate"}
 
 
 def _plot_module():
@@ -54,12 +60,18 @@ def draw_all(app=None) -> None:
     for name, (task, files, compare) in FIGURES.items():
         runs = []
         for file, algo, seed in files:
-            runs += plots.load_runs([ROOT / "recipes" / "results" / file], algo, seed)
+            paths = sorted((ROOT / "recipes" / "results").glob(file))
+            if not paths:
+                raise FileNotFoundError(f"figure {name}: no result file matches recipes/results/{file}")
+            runs += plots.load_runs(paths, algo, seed)
+        metric = METRICS.get(name, "return")
         out = OUT / name
         out.mkdir(parents=True, exist_ok=True)
         env, _, task_name = task.partition("/")
-        (out / "marl_eval.json").write_text(json.dumps(plots.to_marl_eval(runs, env, task_name), indent=1) + "\n")
-        plots.plot(runs, out, task, list(compare) if compare else None, reps=2000)
+        (out / "marl_eval.json").write_text(
+            json.dumps(plots.to_marl_eval(runs, env, task_name, metric), indent=1) + "\n"
+        )
+        plots.plot(runs, out, task, list(compare) if compare else None, reps=2000, metric=metric)
 
 
 def setup(app):

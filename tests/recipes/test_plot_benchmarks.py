@@ -73,3 +73,28 @@ def test_a_second_evaluation_at_the_same_step_replaces_the_first_in_marl_eval():
         "step_1": {"step_count": 160, "return": [-0.53]},
         "absolute_metrics": {"return": [-0.53]},
     }
+
+
+def test_another_metric_is_read_from_its_own_curve_and_named_in_marl_eval(tmp_path):
+    module = _module()
+    run = {
+        "algo": "happo",
+        "seed": 0,
+        "eval_curve": [[80, 1.5], [160, 2.0]],
+        "eval_win_rate_curve": [[80, 0.25], [160, 1.0]],
+    }
+    seed = module.to_marl_eval([run], "smax", "3s5z", metric="win_rate")["smax"]["3s5z"]["happo"]["0"]
+    assert seed["step_0"] == {"step_count": 80, "win_rate": [0.25]}
+    assert seed["absolute_metrics"] == {"win_rate": [1.0]}
+    frames, scores = module.score_matrices([run], metric="win_rate")
+    assert frames.tolist() == [80, 160] and scores["happo"].tolist() == [[0.25, 1.0]]
+    with pytest.raises(ValueError, match=r"no 'eval_goal_rate_curve'.*\['return', 'win_rate'\]"):
+        module.score_matrices([run], metric="goal_rate")
+
+
+def test_win_rate_figures(tmp_path):
+    pytest.importorskip("rliable")
+    runs = [{**r, "eval_win_rate_curve": [[f, v / 13.0] for f, v in r["eval_curve"]]} for r in _runs()]
+    figures = _module().plot(runs, tmp_path, "toy", None, reps=200, metric="win_rate")
+    assert (tmp_path / "sample_efficiency.svg").read_text().count("IQM evaluation win rate") >= 1
+    assert figures["good"]["iqm"][0] > 0.7 > 0.1 > figures["bad"]["iqm"][0]
