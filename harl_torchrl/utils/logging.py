@@ -32,7 +32,8 @@ class MetricLogger:
     that step (by the run that was interrupted after its last checkpoint) are dropped
     before new rows are appended; with ``previous_log`` (resuming into a new run dir),
     the old run's rows up to ``resume_step`` are copied over first, so the new dir holds
-    the whole run's log.
+    the whole run's log. TensorBoard gets the same rule through ``SummaryWriter``'s
+    ``purge_step``: events after ``resume_step`` in the run dir's event files are hidden.
 
     ``wandb`` and ``mlflow`` go through TorchRL's loggers
     (:class:`torchrl.record.loggers.WandbLogger`, :class:`~torchrl.record.loggers.MLFlowLogger`):
@@ -105,7 +106,10 @@ class MetricLogger:
                     "logger.backends includes 'tensorboard' but the tensorboard package is missing: "
                     "pip install 'harl-torchrl[tensorboard]'"
                 ) from err
-            self._tensorboard = SummaryWriter(str(self.log_dir / "tensorboard"))
+            # A resume in the same dir replays the steps after its checkpoint: purge_step makes
+            # TensorBoard hide the interrupted run's events from there on, as the CSV drops its rows.
+            purge_step = resume_step + 1 if (resume and resume_step is not None) else None
+            self._tensorboard = SummaryWriter(str(self.log_dir / "tensorboard"), purge_step=purge_step)
         name = run_name or self.log_dir.name
         previous_dir = Path(previous_log).parent if (resume and previous_log is not None) else None
         self._torchrl = [

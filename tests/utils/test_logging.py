@@ -84,6 +84,27 @@ def test_tensorboard_event_file_holds_the_scalars(tmp_path):
     assert [(e.step, round(e.value, 6)) for e in events.Scalars("loss")] == [(10, 0.1), (20, 0.2)]
 
 
+def test_tensorboard_resume_in_the_same_dir_keeps_each_step_once(tmp_path):
+    # regression: the steps replayed after the checkpoint used to appear twice in TensorBoard
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    _log(tmp_path, [10, 20, 30, 40], backends=["tensorboard"])  # killed after 40; checkpoint at 20
+    logger = MetricLogger(tmp_path, backends=["tensorboard"], resume=True, resume_step=20)
+    for step in (30, 40, 50):
+        logger.log({"loss": -step / 100}, step=step)  # the resumed run logs other values
+    logger.close()
+    events = EventAccumulator(str(tmp_path / "tensorboard"))
+    events.Reload()
+    assert [(e.step, round(e.value, 6)) for e in events.Scalars("loss")] == [
+        (10, 0.1),
+        (20, 0.2),
+        (30, -0.3),
+        (40, -0.4),
+        (50, -0.5),
+    ]
+
+
 @pytest.mark.parametrize("backend, package", [("wandb", "wandb"), ("mlflow", "mlflow"), ("tensorboard", "tensorboard")])
 def test_a_missing_package_names_its_extra(tmp_path, monkeypatch, backend, package):
     import builtins
