@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import traceback
 from collections.abc import Iterable
 
 
@@ -50,3 +51,36 @@ def require_positive(name: str, value: float) -> None:
     """
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0 or value == float("inf"):
         raise ConfigError(f"{name} must be > 0, got {value!r}")
+
+
+def failure_reason(err: BaseException) -> str:
+    """The reason a dependency gave for refusing a setting, never an empty string.
+
+    A bare ``assert`` in a dependency (VMAS's ``balance`` asserts ``self.n_agents > 1``)
+    raises an :class:`AssertionError` without a message; the failing source line, with
+    its file and line number, is then the only reason there is, so it is what we report.
+
+    Args:
+        err: the exception the dependency raised (with its traceback).
+
+    Returns:
+        ``str(err)`` when it says something, else the exception's type and the source
+        line of the innermost frame that raised it.
+
+    Example:
+        >>> def build(n_agents):
+        ...     assert n_agents > 1
+        >>> try:
+        ...     build(1)
+        ... except AssertionError as err:
+        ...     print(failure_reason(err).split(" (")[0])
+        AssertionError at `assert n_agents > 1`
+    """
+    message = str(err).strip()
+    if message:
+        return message
+    frames = traceback.extract_tb(err.__traceback__)
+    if not frames or not frames[-1].line:
+        return type(err).__name__
+    frame = frames[-1]
+    return f"{type(err).__name__} at `{frame.line.strip()}` ({frame.filename}, line {frame.lineno})"

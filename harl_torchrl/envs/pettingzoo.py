@@ -23,7 +23,7 @@ import torch
 
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
-from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
+from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
 
 #: The cooperative MPE scenarios this env builds, and the ``mpe2`` module of each.
 #: Competitive ones (simple_tag, simple_adversary, ...) are left out: their agents'
@@ -219,7 +219,10 @@ class MPETeamEnv(BatchedParallelEnv):
                 for _ in range(num_envs)
             ]
         except (TypeError, AssertionError, ValueError) as err:
-            raise ConfigError(f"mpe2 could not build scenario {scenario!r} with {scenario_kwargs}: {err}") from err
+            raise ConfigError(
+                f"mpe2 could not build scenario {scenario!r} with {scenario_kwargs}: {failure_reason(err)}. "
+                "Fix: set env.scenario_kwargs to values the scenario accepts"
+            ) from err
         first = self._envs[0]
         agents = list(first.possible_agents)
         action_spaces = {}

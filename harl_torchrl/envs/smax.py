@@ -31,7 +31,7 @@ from torchrl.data import Binary, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
 from harl_torchrl.envs._batched import done_flag_spec, set_team_specs
-from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
+from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
 from harl_torchrl.utils.device import resolve_device
 
 SMAX_EXTRA_HINT = "pip install 'harl-torchrl[smax]'"
@@ -106,7 +106,8 @@ class _Functions:
             # SMAX checks its limit before its step counter moves: max_steps=m gives episodes of m + 1 steps
             raw = make("HeuristicEnemySMAX", scenario=maps[scenario], max_steps=max_steps - 1, **kwargs)
         except (TypeError, ValueError) as err:
-            raise ConfigError(f"JaxMARL could not build SMAX map {scenario!r} with {dict(kwargs)}: {err}") from err
+            reason = failure_reason(err)
+            raise ConfigError(f"JaxMARL could not build SMAX map {scenario!r} with {dict(kwargs)}: {reason}") from err
         if raw.action_type != "discrete":
             raise ConfigError(
                 f"SMAX action_type={raw.action_type!r} is not supported: this env takes the discrete actions"

@@ -18,7 +18,7 @@ from torchrl.envs import EnvBase
 
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.envs._vmas_state import TwinResetter, reset_draws_global_state, reset_where
-from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
+from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
 from harl_torchrl.utils.checkpoint import (
     numpy_legacy_state,
     numpy_legacy_state_from,
@@ -143,7 +143,10 @@ class VmasTeamEnv(EnvBase):
                     **scenario_kwargs,
                 )
         except (TypeError, AssertionError, ValueError) as err:
-            raise ConfigError(f"VMAS could not build scenario {scenario!r} with {scenario_kwargs}: {err}") from err
+            raise ConfigError(
+                f"VMAS could not build scenario {scenario!r} with {scenario_kwargs}: {failure_reason(err)}. "
+                "Fix: set env.scenario_kwargs to values the scenario accepts"
+            ) from err
         for warning in caught:
             if "passed but not used by the scenario" in str(warning.message):
                 # VMAS only warns; a misspelt argument would silently train the wrong task

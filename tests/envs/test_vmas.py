@@ -182,3 +182,10 @@ def test_speaker_listener_falls_back_to_per_index_resets():
     with pytest.warns(UserWarning, match="drawn once for the whole batch"):
         env = VmasTeamEnv("simple_speaker_listener", num_envs=8)
     assert env.reset_mode == "loop"
+
+
+def test_a_bare_assert_in_the_scenario_is_reported_with_its_source_line():
+    # regression: balance asserts n_agents > 1 without a message, and the error ended in ": "
+    expected = r"assert self\.n_agents > 1.*balance\.py, line \d+.*Fix: set env\.scenario_kwargs"
+    with pytest.raises(ConfigError, match=expected):
+        VmasTeamEnv("balance", num_envs=2, n_agents=1)
