@@ -167,7 +167,7 @@ def build_on_policy_updater(
     Args:
         cfg: the ``algo`` group: an :class:`~harl_torchrl.config.OnPolicyAlgoConfig`
             or a mapping converted through its schema (see :func:`on_policy_config`;
-            omitted keys take the defaults of ``recipes/conf/algo/<name>.yaml``).
+            omitted keys take the defaults of ``harl_torchrl/conf/algo/<name>.yaml``).
         actors: ``{agent: actor}``.
         critic_losses: the centralised value loss, or ``{agent: loss}`` for per-agent
             critics (IPPO), each with its value estimator.

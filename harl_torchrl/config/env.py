@@ -1,7 +1,7 @@
 """Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo, SMAX, football).
 
 Defaults are those of :func:`~harl_torchrl.envs.make_env` for a key a mapping
-omits; the recipe YAMLs under ``recipes/conf/env/`` set every key. The scenario's
+omits; the recipe YAMLs under ``harl_torchrl/conf/env/`` set every key. The scenario's
 own keyword arguments (``scenario_kwargs``, ``env_kwargs``) stay a free-form mapping:
 their names depend on the scenario and are checked when the env is built, which
 also happens before training.
@@ -42,7 +42,7 @@ def _check_agent_count(kwargs: dict[str, Any], kwargs_name: str, count_key: str)
 @register_env
 @dataclass
 class VmasEnvConfig(EnvConfig):
-    """VMAS (``recipes/conf/env/vmas/*.yaml``): any VMAS scenario, vectorised in torch.
+    """VMAS (``harl_torchrl/conf/env/vmas/*.yaml``): any VMAS scenario, vectorised in torch.
 
     Attributes:
         continuous_actions: continuous (boxes) or discrete actions.
@@ -67,7 +67,7 @@ class VmasEnvConfig(EnvConfig):
 @register_env
 @dataclass
 class PettingZooEnvConfig(EnvConfig):
-    """PettingZoo MPE through ``mpe2`` (``recipes/conf/env/pettingzoo/*.yaml``).
+    """PettingZoo MPE through ``mpe2`` (``harl_torchrl/conf/env/pettingzoo/*.yaml``).
 
     Attributes:
         continuous_actions: ``[0, 1]`` boxes, or ``Discrete(5)`` moves.
@@ -88,7 +88,7 @@ class PettingZooEnvConfig(EnvConfig):
 @register_env
 @dataclass
 class MaMuJoCoEnvConfig(EnvConfig):
-    """Multi-Agent MuJoCo (``recipes/conf/env/mamujoco/*.yaml``).
+    """Multi-Agent MuJoCo (``harl_torchrl/conf/env/mamujoco/*.yaml``).
 
     Attributes:
         agent_conf: how joints are split among agents, e.g. ``"2x3"`` (required).
@@ -123,7 +123,7 @@ class MaMuJoCoEnvConfig(EnvConfig):
 @register_env
 @dataclass
 class SMAXEnvConfig(EnvConfig):
-    """JaxMARL SMAX battles (``recipes/conf/env/smax/*.yaml``), all copies in one jitted, vmapped call.
+    """JaxMARL SMAX battles (``harl_torchrl/conf/env/smax/*.yaml``), all copies in one jitted, vmapped call.
 
     Attributes:
         max_steps: episode length in steps (101: SMAX's default, its ``max_steps=100``).
@@ -157,7 +157,7 @@ class SMAXEnvConfig(EnvConfig):
 @register_env
 @dataclass
 class FootballEnvConfig(EnvConfig):
-    """Google Research Football academy scenarios (``recipes/conf/env/football/*.yaml``).
+    """Google Research Football academy scenarios (``harl_torchrl/conf/env/football/*.yaml``).
 
     Attributes:
         num_envs: copies in each collecting process (about 330 MB each); with

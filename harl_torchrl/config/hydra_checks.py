@@ -7,7 +7,7 @@ options, and an output directory it cannot create as a raw ``OSError`` traceback
 :func:`compose_run_config` composes as Hydra does and turns each failure into a
 :class:`~harl_torchrl.errors.ConfigError` naming the key, the value and the fix;
 :func:`check_command_line` runs it on a recipe's arguments before ``hydra.main``;
-:class:`OutputDirCheck` (a Hydra callback, configured in ``recipes/conf/config.yaml``)
+:class:`OutputDirCheck` (a Hydra callback, configured in ``harl_torchrl/conf/config.yaml``)
 checks the output directory.
 """
 
@@ -50,7 +50,7 @@ def group_options(conf_dir: str | Path, group: str) -> list[str]:
 
     Example:
         >>> from pathlib import Path
-        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> conf = Path(__file__).resolve().parents[1] / "conf"
         >>> "vmas/balance" in group_options(conf, "env")
         True
     """
@@ -70,7 +70,7 @@ def check_group_choices(overrides: Sequence[str], conf_dir: str | Path) -> None:
 
     Example:
         >>> from pathlib import Path
-        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> conf = Path(__file__).resolve().parents[1] / "conf"
         >>> try:
         ...     check_group_choices(["env=vmas/balanse"], conf)
         ... except ConfigError as err:
@@ -165,7 +165,7 @@ def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), conf
 
     Example:
         >>> from pathlib import Path
-        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> conf = Path(__file__).resolve().parents[1] / "conf"
         >>> compose_run_config(conf, ["algo=hatrpo"]).algo.max_kl
         0.01
     """
@@ -194,7 +194,7 @@ def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: s
 
     Example:
         >>> from pathlib import Path
-        >>> conf = Path(__file__).resolve().parents[2] / "recipes" / "conf"
+        >>> conf = Path(__file__).resolve().parents[1] / "conf"
         >>> try:
         ...     check_command_line(["-m", "seed=0,-1"], conf)
         ... except ConfigError as err:
@@ -294,7 +294,7 @@ def _check_writable(directory: str, key: str) -> None:
 class OutputDirCheck(Callback):
     """Hydra callback: exits with one line when the run (or sweep) directory cannot be written.
 
-    Configured in ``recipes/conf/config.yaml`` under ``hydra.callbacks``; Hydra calls
+    Configured in ``harl_torchrl/conf/config.yaml`` under ``hydra.callbacks``; Hydra calls
     it after composing the config and before it creates the output directory.
     """
 

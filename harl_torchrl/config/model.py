@@ -1,6 +1,6 @@
 """Schemas of the ``model`` group: the MLP and the recurrent (GRU) networks.
 
-Defaults are the values in ``recipes/conf/model/<name>.yaml`` (the reference
+Defaults are the values in ``harl_torchrl/conf/model/<name>.yaml`` (the reference
 implementation's networks).
 """
 
@@ -16,7 +16,7 @@ Activation = choices("Activation", "relu", "tanh", "leaky_relu", "elu", "silu")
 @register_model
 @dataclass
 class MLPModelConfig(ModelConfig):
-    """Feed-forward actors and critic (``recipes/conf/model/mlp.yaml``).
+    """Feed-forward actors and critic (``harl_torchrl/conf/model/mlp.yaml``).
 
     Attributes:
         hidden_sizes: trunk widths (each > 0).
@@ -57,7 +57,7 @@ class MLPModelConfig(ModelConfig):
 @register_model
 @dataclass
 class GRUModelConfig(MLPModelConfig):
-    """Recurrent actors and critic: MLP trunk -> GRU -> head (``recipes/conf/model/gru.yaml``).
+    """Recurrent actors and critic: MLP trunk -> GRU -> head (``harl_torchrl/conf/model/gru.yaml``).
 
     Attributes:
         rnn_hidden_size: the GRU's width (> 0).

@@ -1,6 +1,6 @@
 r"""Schemas of the off-policy ``algo`` group: HADDPG, HATD3, HASAC, HAD3QN and MADDPG, MATD3, MASAC.
 
-Each field's default is the value in ``recipes/conf/algo/<name>.yaml``: the reference
+Each field's default is the value in ``harl_torchrl/conf/algo/<name>.yaml``: the reference
 implementation's (``harl/configs/algos_cfgs/*.yaml`` and its tuned MPE configs). The
 loop (``recipes/train_off_policy.py``) collects ``algo.train_interval`` vector steps
 of ``algo.num_envs`` sub-environments per iteration, then takes
@@ -166,7 +166,7 @@ class DeterministicConfig(OffPolicyAlgoConfig):
 @register_algo
 @dataclass
 class HATD3Config(DeterministicConfig):
-    """HATD3 (``recipes/conf/algo/hatd3.yaml``): twin Q, smoothing noise, policy delay, sequential actors."""
+    """HATD3 (``harl_torchrl/conf/algo/hatd3.yaml``): twin Q, smoothing noise, policy delay, sequential actors."""
 
     name: str = "hatd3"
 
@@ -174,7 +174,7 @@ class HATD3Config(DeterministicConfig):
 @register_algo
 @dataclass
 class HADDPGConfig(DeterministicConfig):
-    """HADDPG (``recipes/conf/algo/haddpg.yaml``): one Q, no smoothing noise, no delay, sequential actors."""
+    """HADDPG (``harl_torchrl/conf/algo/haddpg.yaml``): one Q, no smoothing noise, no delay, sequential actors."""
 
     num_qvalue: ClassVar[int] = 1
     name: str = "haddpg"
@@ -185,7 +185,7 @@ class HADDPGConfig(DeterministicConfig):
 @register_algo
 @dataclass
 class MATD3Config(DeterministicConfig):
-    """MATD3 baseline (``recipes/conf/algo/matd3.yaml``): HATD3 with the reference's buffer-action scheme."""
+    """MATD3 baseline (``harl_torchrl/conf/algo/matd3.yaml``): HATD3 with the reference's buffer-action scheme."""
 
     name: str = "matd3"
     order: Order = Order.fixed  # type: ignore[valid-type]
@@ -195,7 +195,7 @@ class MATD3Config(DeterministicConfig):
 @register_algo
 @dataclass
 class MADDPGConfig(DeterministicConfig):
-    """MADDPG baseline (``recipes/conf/algo/maddpg.yaml``): HADDPG with the buffer-action scheme."""
+    """MADDPG baseline (``harl_torchrl/conf/algo/maddpg.yaml``): HADDPG with the buffer-action scheme."""
 
     num_qvalue: ClassVar[int] = 1
     name: str = "maddpg"
@@ -239,7 +239,7 @@ class SoftConfig(OffPolicyAlgoConfig):
 @register_algo
 @dataclass
 class HASACConfig(SoftConfig):
-    """HASAC (``recipes/conf/algo/hasac.yaml``): the reference's tuned MPE settings (20-step returns)."""
+    """HASAC (``harl_torchrl/conf/algo/hasac.yaml``): the reference's tuned MPE settings (20-step returns)."""
 
     name: str = "hasac"
 
@@ -247,7 +247,7 @@ class HASACConfig(SoftConfig):
 @register_algo
 @dataclass
 class MASACConfig(SoftConfig):
-    """MASAC baseline (``recipes/conf/algo/masac.yaml``): HASAC with the buffer-action scheme."""
+    """MASAC baseline (``harl_torchrl/conf/algo/masac.yaml``): HASAC with the buffer-action scheme."""
 
     name: str = "masac"
     order: Order = Order.fixed  # type: ignore[valid-type]
@@ -257,7 +257,7 @@ class MASACConfig(SoftConfig):
 @register_algo
 @dataclass
 class HAD3QNConfig(OffPolicyAlgoConfig):
-    """HAD3QN (``recipes/conf/algo/had3qn.yaml``): dueling Q-nets, sequential best response; discrete only.
+    """HAD3QN (``harl_torchrl/conf/algo/had3qn.yaml``): dueling Q-nets, sequential best response; discrete only.
 
     Attributes:
         epsilon: epsilon-greedy exploration probability (reference: 0.05).

@@ -1,6 +1,6 @@
 """Schemas of the on-policy ``algo`` group: HAPPO, HATRPO, HAA2C, MAPPO, IPPO.
 
-Each field's default is the value in ``recipes/conf/algo/<name>.yaml`` (the reference
+Each field's default is the value in ``harl_torchrl/conf/algo/<name>.yaml`` (the reference
 implementation's). Range checks of one algorithm live in its ``validate``; the
 checks that need the batch size (minibatches against the samples per batch) live in
 :meth:`OnPolicyAlgoConfig.validate_run`.
@@ -155,7 +155,7 @@ class ClippedConfig(PolicyGradientConfig):
 @register_algo
 @dataclass
 class HAPPOConfig(ClippedConfig):
-    """HAPPO (``recipes/conf/algo/happo.yaml``): sequential clipped updates with the factor."""
+    """HAPPO (``harl_torchrl/conf/algo/happo.yaml``): sequential clipped updates with the factor."""
 
     name: str = "happo"
 
@@ -163,7 +163,7 @@ class HAPPOConfig(ClippedConfig):
 @register_algo
 @dataclass
 class HAA2CConfig(PolicyGradientConfig):
-    """HAA2C (``recipes/conf/algo/haa2c.yaml``): sequential unclipped importance-weighted updates."""
+    """HAA2C (``harl_torchrl/conf/algo/haa2c.yaml``): sequential unclipped importance-weighted updates."""
 
     name: str = "haa2c"
 
@@ -171,7 +171,7 @@ class HAA2CConfig(PolicyGradientConfig):
 @register_algo
 @dataclass
 class MAPPOConfig(ClippedConfig):
-    """MAPPO baseline (``recipes/conf/algo/mappo.yaml``): simultaneous updates, centralised critic."""
+    """MAPPO baseline (``harl_torchrl/conf/algo/mappo.yaml``): simultaneous updates, centralised critic."""
 
     sequential: ClassVar[bool] = False
     name: str = "mappo"
@@ -181,7 +181,7 @@ class MAPPOConfig(ClippedConfig):
 @register_algo
 @dataclass
 class IPPOConfig(ClippedConfig):
-    """IPPO baseline (``recipes/conf/algo/ippo.yaml``): simultaneous updates, one critic per agent."""
+    """IPPO baseline (``harl_torchrl/conf/algo/ippo.yaml``): simultaneous updates, one critic per agent."""
 
     sequential: ClassVar[bool] = False
     per_agent_critics: ClassVar[bool] = True
@@ -192,7 +192,7 @@ class IPPOConfig(ClippedConfig):
 @register_algo
 @dataclass
 class HATRPOConfig(OnPolicyAlgoConfig):
-    r"""HATRPO (``recipes/conf/algo/hatrpo.yaml``): one trust-region step per agent.
+    r"""HATRPO (``harl_torchrl/conf/algo/hatrpo.yaml``): one trust-region step per agent.
 
     Attributes:
         max_kl: the trust region :math:`\delta` on the mean KL (> 0).

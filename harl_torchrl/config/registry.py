@@ -42,7 +42,7 @@ def _key(schema: type[GroupConfig], field: str) -> str:
 def register_algo(schema: type[A]) -> type[A]:
     """Registers an ``algo`` schema under its default ``name`` (a class decorator).
 
-    After this, ``recipes/conf/algo/<name>.yaml`` can inherit it with
+    After this, ``harl_torchrl/conf/algo/<name>.yaml`` can inherit it with
     ``defaults: [/schema/algo/<name>@_here_, _self_]``, and
     :func:`algo_config` converts ``{"name": "<name>", ...}`` through it.
 

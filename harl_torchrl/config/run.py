@@ -130,7 +130,7 @@ class LoggerConfig(GroupConfig):
 
 @dataclass
 class RunConfig(GroupConfig):
-    """The whole run (``recipes/conf/config.yaml``), each group a schema instance.
+    """The whole run (``harl_torchrl/conf/config.yaml``), each group a schema instance.
 
     Attributes:
         algo: an :class:`~harl_torchrl.config.AlgoConfig` (e.g.
