@@ -18,7 +18,8 @@ The package holds the schemes and their pieces, each in one module:
 scheme), :mod:`~harl_torchrl.sequential.on_policy` (:class:`SequentialUpdater`),
 :mod:`~harl_torchrl.sequential.off_policy` (:class:`SequentialActorStep`, the off-policy
 actor step of HADDPG/HATD3/HASAC and the MA baselines' variants),
-:mod:`~harl_torchrl.sequential.trainers` (the per-agent on-policy trainers) and
+:mod:`~harl_torchrl.sequential.trainers` (the per-agent on-policy trainers),
+:mod:`~harl_torchrl.sequential.optim` (the one optimiser step every trainer takes) and
 :mod:`~harl_torchrl.sequential.agents` (per-agent parameter ownership). Every public
 name is importable from :mod:`harl_torchrl.sequential` itself.
 """
@@ -26,6 +27,7 @@ name is importable from :mod:`harl_torchrl.sequential` itself.
 from harl_torchrl.sequential.agents import agent_parameters_by_name
 from harl_torchrl.sequential.off_policy import ActorScheme, ActorTrainer, DelayedUpdates, SequentialActorStep
 from harl_torchrl.sequential.on_policy import SequentialUpdater
+from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
 from harl_torchrl.sequential.trainers import (
     AgentTrainer,
@@ -52,5 +54,7 @@ __all__ = [
     "agent_parameters_by_name",
     "minibatch_epochs",
     "normalize_advantage",
+    "optimizer_parameters",
+    "optimizer_step",
     "sequence_chunks",
 ]

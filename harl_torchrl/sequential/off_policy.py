@@ -40,6 +40,7 @@ from torch import nn
 
 from harl_torchrl.errors import ConfigError, require_positive
 from harl_torchrl.sequential.agents import agent_parameters_by_name
+from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
 
 ActorScheme = Literal["sequential", "buffer", "simultaneous"]
@@ -85,7 +86,7 @@ class ActorTrainer:
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm
         self.after_step = after_step
-        self._params = [p for group in optimizer.param_groups for p in group["params"]]
+        self._params = optimizer_parameters(optimizer)
 
     @property
     def actor(self) -> TensorDictModuleBase:
@@ -101,16 +102,9 @@ class ActorTrainer:
         """One gradient step on the loss over ``tensordict`` (the joint action); returns detached diagnostics."""
         out = self.loss(tensordict)
         loss = sum(value for key, value in out.items() if key.startswith("loss_"))
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if self.max_grad_norm is not None:
-            grad_norm = nn.utils.clip_grad_norm_(self._params, self.max_grad_norm)
-        else:
-            grads = [p.grad for p in self._params if p.grad is not None]
-            grad_norm = nn.utils.get_total_norm(grads) if grads else torch.zeros(())
-        self.optimizer.step()
+        grad_norm = optimizer_step(loss, self.optimizer, self._params, self.max_grad_norm)
         diagnostics = out.detach()
-        diagnostics.set("grad_norm", grad_norm.detach())
+        diagnostics.set("grad_norm", grad_norm)
         if self.after_step is not None:
             extra = self.after_step(diagnostics)
             if extra is not None:

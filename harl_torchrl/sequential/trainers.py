@@ -11,6 +11,7 @@ from torch import nn
 from torchrl.modules import set_recurrent_mode
 
 from harl_torchrl.errors import ConfigError, require_positive
+from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.trust_region import TrustRegionSettings, fisher_vector_product, trust_region_step
 
 
@@ -58,7 +59,7 @@ def minibatch_epochs(
     n = batch.shape[0]
     if num_minibatches > n:
         raise ConfigError(f"num_minibatches={num_minibatches} exceeds the batch size {n}")
-    params = [p for group in optimizer.param_groups for p in group["params"]]
+    params = optimizer_parameters(optimizer)
     totals: dict[str, torch.Tensor] = {}
     steps = 0
     for _ in range(epochs):
@@ -71,14 +72,7 @@ def minibatch_epochs(
             with set_recurrent_mode(True):
                 out = loss_module(minibatch)
             loss = sum(value for key, value in out.items() if key.startswith("loss_"))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if max_grad_norm is not None:
-                grad_norm = nn.utils.clip_grad_norm_(params, max_grad_norm)
-            else:
-                grad_norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params if p.grad is not None]))
-            optimizer.step()
-            out.set("grad_norm", grad_norm)
+            out.set("grad_norm", optimizer_step(loss, optimizer, params, max_grad_norm))
             for key, value in out.items():
                 totals[key] = totals.get(key, 0.0) + value.detach()
             steps += 1
