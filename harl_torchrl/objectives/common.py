@@ -13,6 +13,48 @@ from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
 
+#: The reductions every loss of the package takes (the temperature loss: the first two only).
+REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
+
+
+def check_reduction(reduction: str, allowed: tuple[str, ...] = REDUCTIONS, *, loss: str | None = None) -> None:
+    """Refuses a reduction the loss does not take, naming the ones it does.
+
+    Args:
+        reduction: the loss's ``reduction`` argument.
+        allowed: the reductions it takes (default :data:`REDUCTIONS`).
+        loss: named in the message when given (e.g. ``"the temperature loss"``).
+
+    Raises:
+        ConfigError: ``reduction`` not in ``allowed``.
+
+    Example:
+        >>> check_reduction("sum")
+        >>> check_reduction("none", ("mean", "sum"), loss="the temperature loss")
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: reduction must be 'mean' or 'sum' for the temperature loss, got 'none'
+    """
+    if reduction not in allowed:
+        names = [repr(name) for name in allowed]
+        choices = f"{', '.join(names[:-1])} or {names[-1]}" if len(names) > 1 else names[0]
+        where = f" for {loss}" if loss else ""
+        raise ConfigError(f"reduction must be {choices}{where}, got {reduction!r}")
+
+
+def reduce(value: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``value.mean()``, ``value.sum()`` or ``value`` itself for ``"none"`` (per sample).
+
+    Example:
+        >>> reduce(torch.tensor([1.0, 3.0]), "mean"), reduce(torch.tensor([1.0, 3.0]), "sum")
+        (tensor(2.), tensor(4.))
+    """
+    if reduction == "mean":
+        return value.mean()
+    if reduction == "sum":
+        return value.sum()
+    return value
+
 
 class NoValueEstimator:
     """Mixin of losses that read an advantage computed elsewhere: no value estimator of their own.
@@ -115,8 +157,7 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
                 "factor-weighted advantage M*A and undo the sequential correction. Normalise once before the agent "
                 "loop (SequentialUpdater(normalize_advantage=True) does) and pass normalize_advantage=False."
             )
-        if reduction not in ("mean", "sum", "none"):
-            raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         if entropy_coeff < 0:
             raise ConfigError(f"entropy_coeff must be >= 0, got {entropy_coeff}")
         super().__init__()

@@ -28,6 +28,7 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.objectives.common import check_reduction, reduce
 from harl_torchrl.sequential import ActorTrainer, AgentOrder, agent_parameters_by_name
 
 Distill = Literal["all_actions", "greedy"]
@@ -79,17 +80,6 @@ def _masked_argmax(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Ten
     if mask is not None:
         values = values.masked_fill(~mask.bool(), torch.finfo(values.dtype).min)
     return values.argmax(-1)
-
-
-def _check_reduction(reduction: str) -> None:
-    if reduction not in ("mean", "sum", "none"):
-        raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
-    if reduction == "mean":
-        return per_sample.mean()
-    return per_sample.sum() if reduction == "sum" else per_sample
 
 
 def _flat(x: torch.Tensor, batch: torch.Size) -> torch.Tensor:
@@ -161,7 +151,7 @@ class HAD3QNAgentLoss(LossModule):
         super().__init__()
         if distill not in ("all_actions", "greedy"):
             raise ConfigError(f"distill must be 'all_actions' or 'greedy', got {distill!r}")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         self.agent, self.distill, self.reduction = agent, distill, reduction
         self.convert_to_functional(qnet, "actor_network", create_target_params=True)
         self.set_keys(
@@ -208,7 +198,7 @@ class HAD3QNAgentLoss(LossModule):
         else:
             index = greedy.unsqueeze(-1)
             per_sample = (values.gather(-1, index) - target.gather(-1, index)).pow(2).squeeze(-1)
-        loss = _reduce(per_sample, self.reduction)
+        loss = reduce(per_sample, self.reduction)
         index = greedy.unsqueeze(-1)
         return TensorDict(
             {
@@ -308,7 +298,7 @@ class HAD3QNCriticLoss(LossModule):
             )
         if loss_function not in ("l2", "smooth_l1"):
             raise ConfigError(f"loss_function must be 'l2' or 'smooth_l1', got {loss_function!r}")
-        _check_reduction(reduction)
+        check_reduction(reduction)
         if not 0.0 <= gamma <= 1.0:
             raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
         self.agents = list(nvec)
@@ -375,7 +365,7 @@ class HAD3QNCriticLoss(LossModule):
             per_sample = (value - target).pow(2)
         else:
             per_sample = torch.nn.functional.smooth_l1_loss(value, target, reduction="none")
-        loss = _reduce(per_sample, self.reduction)
+        loss = reduce(per_sample, self.reduction)
         return TensorDict(
             {
                 "loss_qvalue": loss,

@@ -28,7 +28,8 @@ from tensordict.utils import NestedKey
 from torchrl.objectives import LossModule
 
 from harl_torchrl.modules.q_critics import JointQCritic
-from harl_torchrl.objectives.joint_q import check_reduction, frozen_parameters, reduce
+from harl_torchrl.objectives.common import check_reduction, reduce
+from harl_torchrl.objectives.joint_q import frozen_parameters
 
 
 def detached_q(critic: JointQCritic, tensordict: TensorDictBase, heads: int | None = 1) -> torch.Tensor:

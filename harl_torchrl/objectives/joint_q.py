@@ -54,6 +54,7 @@ from torchrl.objectives.utils import distance_loss
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.q_critics import JointQCritic
+from harl_torchrl.objectives.common import check_reduction, reduce
 
 NextActions = Callable[[TensorDictBase], TensorDictBase]
 
@@ -90,21 +91,6 @@ def frozen_parameters(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
 
 def _next(key: NestedKey) -> tuple[str, ...]:
     return ("next", *((key,) if isinstance(key, str) else key))
-
-
-def check_reduction(reduction: str) -> None:
-    """Raises :class:`~harl_torchrl.errors.ConfigError` unless ``reduction`` is ``mean``, ``sum`` or ``none``."""
-    if reduction not in ("mean", "sum", "none"):
-        raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
-
-
-def reduce(value: torch.Tensor, reduction: str) -> torch.Tensor:
-    """``value.mean()``, ``value.sum()`` or ``value`` itself for ``"none"``."""
-    if reduction == "mean":
-        return value.mean()
-    if reduction == "sum":
-        return value.sum()
-    return value
 
 
 class JointQLoss(LossModule):

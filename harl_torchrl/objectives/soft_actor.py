@@ -46,6 +46,7 @@ from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.soft_actors import soft_action
+from harl_torchrl.objectives.common import check_reduction, reduce
 from harl_torchrl.objectives.joint_q import frozen_parameters
 from harl_torchrl.objectives.temperature import TemperatureLoss
 
@@ -138,8 +139,7 @@ class SoftActorLoss(LossModule):
         reduction: str = "mean",
     ) -> None:
         super().__init__()
-        if reduction not in ("mean", "sum", "none"):
-            raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         self.actor_network = actor_network
         self.agent = agent if agent is not None else _agent_of(actor_network)
         # plain attributes (not submodules): the critic and alpha stay out of parameters()
@@ -165,10 +165,7 @@ class SoftActorLoss(LossModule):
         value = values.min(-1).values if self.min_over_heads else values[..., 0]
         alpha = _alpha(self.temperature).to(log_prob)
         per_sample = alpha * log_prob - value.reshape(log_prob.shape)
-        if self.reduction == "none":
-            loss = per_sample
-        else:
-            loss = per_sample.mean() if self.reduction == "mean" else per_sample.sum()
+        loss = reduce(per_sample, self.reduction)
         mean_log_prob = log_prob.detach().mean()
         return TensorDict(
             {

@@ -15,6 +15,7 @@ from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unb
 from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.objectives.common import check_reduction, reduce
 
 TargetEntropyMode = Literal["intended", "reference"]
 
@@ -148,8 +149,7 @@ class TemperatureLoss(LossModule):
         super().__init__()
         if alpha_init <= 0:
             raise ConfigError(f"alpha_init must be > 0, got {alpha_init}; the temperature is exp(log_alpha)")
-        if reduction not in ("mean", "sum"):
-            raise ConfigError(f"reduction must be 'mean' or 'sum' for the temperature loss, got {reduction!r}")
+        check_reduction(reduction, ("mean", "sum"), loss="the temperature loss")
         self.reduction = reduction
         self.target_entropy = float(target_entropy)
         self.fixed = fixed
@@ -188,7 +188,7 @@ class TemperatureLoss(LossModule):
         per_sample = -self.log_alpha * residual
         if self.fixed:
             per_sample = per_sample * 0.0
-        loss = per_sample.mean() if self.reduction == "mean" else per_sample.sum()
+        loss = reduce(per_sample, self.reduction)
         return TensorDict(
             {
                 "loss_alpha": loss,

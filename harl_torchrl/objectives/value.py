@@ -16,6 +16,7 @@ from torchrl.objectives.value import GAE, ValueEstimatorBase
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.critics import critic_value_norm
 from harl_torchrl.modules.value_norm import ValueNorm
+from harl_torchrl.objectives.common import check_reduction
 
 
 class CentralValueLoss(LossModule):
@@ -113,8 +114,7 @@ class CentralValueLoss(LossModule):
             raise ConfigError(f"loss_type must be 'huber' or 'mse', got {loss_type!r}")
         if clip_value is not None and not clip_value > 0:
             raise ConfigError(f"clip_value must be > 0 or None, got {clip_value}")
-        if reduction not in ("mean", "sum", "none"):
-            raise ConfigError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         own_norm = critic_value_norm(critic_network)
         if value_norm is not None and value_norm is not own_norm:
             critic_has = "another ValueNorm" if own_norm is not None else "no ValueNorm"
