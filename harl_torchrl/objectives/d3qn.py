@@ -29,6 +29,7 @@ from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.objectives.common import check_reduction, reduce
+from harl_torchrl.objectives.joint_q import n_step_target
 from harl_torchrl.sequential import ActorTrainer, AgentOrder, agent_parameters_by_name
 
 Distill = Literal["all_actions", "greedy"]
@@ -350,11 +351,13 @@ class HAD3QNCriticLoss(LossModule):
         with torch.no_grad():
             next_action = self._next_joint_action(next_td)
             next_value = self.joint_values(next_td, target=True).gather(-1, next_action.unsqueeze(-1)).squeeze(-1)
-            reward = _flat(next_td.get(self.tensor_keys.reward), batch)
-            not_terminal = 1.0 - _flat(next_td.get(self.tensor_keys.terminated), batch).float()
-            steps = tensordict.get(self.tensor_keys.steps_to_next_obs, None)
-            steps = torch.ones_like(reward) if steps is None else _flat(steps, batch).to(reward.dtype)
-            return reward + self.gamma**steps * not_terminal * next_value
+            return n_step_target(
+                _flat(next_td.get(self.tensor_keys.reward), batch),
+                _flat(next_td.get(self.tensor_keys.terminated), batch),
+                next_value,
+                self.gamma,
+                tensordict.get(self.tensor_keys.steps_to_next_obs, None),
+            )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """Computes ``loss_qvalue`` (the input is not modified)."""

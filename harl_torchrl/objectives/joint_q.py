@@ -89,6 +89,39 @@ def frozen_parameters(module: torch.nn.Module) -> Iterator[torch.nn.Module]:
             param.requires_grad_(True)
 
 
+def n_step_target(
+    reward: torch.Tensor,
+    terminated: torch.Tensor,
+    next_value: torch.Tensor,
+    gamma: float | torch.Tensor,
+    steps: torch.Tensor | None = None,
+) -> torch.Tensor:
+    r"""The n-step TD target :math:`y = R + \gamma^{k} (1 - d)\, V'` of every Q loss of the package.
+
+    :math:`R` the (n-step) return, :math:`d` the termination flag of the bootstrap state
+    (truncation is not termination), :math:`V'` the bootstrap value and :math:`k` the
+    steps to that state (TorchRL's ``steps_to_next_obs``; absent: :math:`\gamma^1`).
+
+    Args:
+        reward: :math:`R`, any shape ``S`` (``[*B, 1]`` or ``[*B]``).
+        terminated: :math:`d`, shape ``S`` (bool or float).
+        next_value: :math:`V'`, shape ``S``.
+        gamma: the discount (a float or a 0-dim tensor).
+        steps: :math:`k`, reshaped to ``S``, or ``None`` for one step.
+
+    Returns:
+        :math:`y`, shape ``S``, in ``reward``'s dtype.
+
+    Example:
+        >>> reward, value = torch.tensor([1.0, 1.0]), torch.tensor([2.0, 2.0])
+        >>> n_step_target(reward, torch.tensor([False, True]), value, 0.5, steps=torch.tensor([2, 2]))
+        tensor([1.5000, 1.0000])
+    """
+    not_terminal = 1.0 - terminated.to(reward.dtype)
+    discount = gamma if steps is None else gamma ** steps.reshape(reward.shape).to(reward.dtype)
+    return reward + discount * not_terminal * next_value
+
+
 def _next(key: NestedKey) -> tuple[str, ...]:
     return ("next", *((key,) if isinstance(key, str) else key))
 
@@ -217,11 +250,13 @@ class JointQLoss(LossModule):
         bonus = next_td.get(keys.value_bonus, None)
         if bonus is not None:
             next_value = next_value + bonus.reshape(next_value.shape)
-        reward = tensordict.get(_next(keys.reward))
-        not_terminal = 1.0 - tensordict.get(_next(keys.terminated)).to(reward.dtype)
-        steps = tensordict.get(keys.steps_to_next_obs, None)
-        discount = self.gamma if steps is None else self.gamma ** steps.reshape(reward.shape).to(reward.dtype)
-        return reward + discount * not_terminal * next_value
+        return n_step_target(
+            tensordict.get(_next(keys.reward)),
+            tensordict.get(_next(keys.terminated)),
+            next_value,
+            self.gamma,
+            tensordict.get(keys.steps_to_next_obs, None),
+        )
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """``loss_qvalue`` and detached diagnostics on a batch of transitions."""
