@@ -2,6 +2,5 @@
 
 __version__ = "0.1.0"
 
-# Registers the config schemas with Hydra's ConfigStore, which the recipe YAMLs inherit
-# from: any import of the library makes `hydra.compose` of recipes/conf work.
-from harl_torchrl import config as _config  # noqa: F401
+# Importing the library imports neither Hydra nor the config schemas: a Hydra entry point
+# calls harl_torchrl.config.store_schemas() before it composes harl_torchrl/conf.

@@ -25,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from harl_torchrl.config.base import GroupConfig
+from harl_torchrl.config.registry import store_schemas
 from harl_torchrl.config.run import validate_run_config
 from harl_torchrl.errors import ConfigError, unknown_choice
 
@@ -156,8 +157,9 @@ def explain_composition_error(err: Exception, overrides: Sequence[str] = ()) -> 
 def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
     """Composes a recipe config as Hydra does, with every failure as a :class:`ConfigError`.
 
-    Checks the group options first (:func:`check_group_choices`), then composes
-    (types and choices enforced by the schemas).
+    Gives Hydra the schemas (:func:`~harl_torchrl.config.store_schemas`), checks the
+    group options (:func:`check_group_choices`), then composes (types and choices
+    enforced by the schemas).
 
     Raises:
         ConfigError: an unknown group option, a value of the wrong type or an
@@ -169,6 +171,7 @@ def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), conf
         >>> compose_run_config(conf, ["algo=hatrpo"]).algo.max_kl
         0.01
     """
+    store_schemas()
     check_group_choices(overrides, conf_dir)
     with initialize_config_dir(config_dir=str(Path(conf_dir).resolve()), version_base="1.3"):
         try:
@@ -180,9 +183,10 @@ def compose_run_config(conf_dir: str | Path, overrides: Sequence[str] = (), conf
 def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: str = "config") -> None:
     """Checks a recipe's command-line overrides before ``hydra.main`` runs.
 
-    Composes with the plain overrides and runs the whole config check
-    (:func:`~harl_torchrl.config.validate_run_config`), so that a bad setting is
-    reported in one line before Hydra creates the run directory. A multirun
+    Gives Hydra the schemas (:func:`~harl_torchrl.config.store_schemas`, so that
+    ``hydra.main`` composes after it), composes with the plain overrides and runs the
+    whole config check (:func:`~harl_torchrl.config.validate_run_config`), so that a bad
+    setting is reported in one line before Hydra creates the run directory. A multirun
     (``-m seed=0,1,2 algo=happo,mappo``) is expanded into its jobs as Hydra's basic
     sweeper would, and every job is checked before the launcher starts any: a bad value
     in the fifth job does not wait for four runs to finish. Other Hydra flags (``--cfg``,
@@ -201,6 +205,7 @@ def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: s
         ...     print(str(err).split(":")[0])
         multirun job 2 of 2 (seed=-1)
     """
+    store_schemas()
     overrides = [arg for arg in argv if not arg.startswith("-")]
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)

@@ -1,17 +1,15 @@
 """The registry of group schemas: what ``algo=<name>``, ``env.family`` and ``model.name`` resolve to.
 
-Registering a schema does two things: Hydra's ConfigStore gets it as
-``schema/<group>/<key>`` (the node a recipe YAML inherits through its ``defaults``
-list), and the registry maps the key to the class, which is how a plain mapping
+Registering a schema maps its key to the class, which is how a plain mapping
 (``{"name": "happo", ...}``) is converted and how the run-level check dispatches.
-A new algorithm registers its schema with :func:`register_algo` and needs no edit
-here.
+Hydra's ConfigStore gets every registered schema as ``schema/<group>/<key>`` (the node
+a recipe YAML inherits through its ``defaults`` list) only when a Hydra entry point asks
+for it with :func:`store_schemas`, so importing the library does not import Hydra. A new
+algorithm registers its schema with :func:`register_algo` and needs no edit here.
 """
 
 from collections.abc import Mapping
 from typing import Any, TypeVar
-
-from hydra.core.config_store import ConfigStore
 
 from harl_torchrl.config.base import AlgoConfig, EnvConfig, GroupConfig, ModelConfig
 from harl_torchrl.errors import ConfigError, unknown_choice
@@ -28,8 +26,48 @@ ENV_SCHEMAS: dict[str, type[EnvConfig]] = {}
 MODEL_SCHEMAS: dict[str, type[ModelConfig]] = {}
 
 
+#: Schemas outside the three registries (the root run config), ``(group, key)`` to the class.
+_EXTRA_SCHEMAS: dict[tuple[str, str], type[GroupConfig]] = {}
+#: Whether :func:`store_schemas` ran: schemas registered later go to Hydra's ConfigStore at once.
+_STORED = False
+
+
 def _store(group: str, key: str, schema: type[GroupConfig]) -> None:
-    ConfigStore.instance().store(group=f"schema/{group}", name=key, node=schema)
+    if _STORED:
+        from hydra.core.config_store import ConfigStore
+
+        ConfigStore.instance().store(group=f"schema/{group}", name=key, node=schema)
+
+
+def _store_extra(group: str, key: str, schema: type[GroupConfig]) -> None:
+    """Registers a schema that no registry holds (the root ``schema/run/root``) for :func:`store_schemas`."""
+    _EXTRA_SCHEMAS[(group, key)] = schema
+    _store(group, key, schema)
+
+
+def store_schemas() -> None:
+    """Gives Hydra's ConfigStore every registered schema, as ``schema/<group>/<key>``.
+
+    What a Hydra entry point calls before Hydra composes a config of
+    ``harl_torchrl/conf`` (whose YAMLs inherit ``/schema/algo/happo`` and the like):
+    the recipes, the console scripts and
+    :func:`~harl_torchrl.config.hydra_checks.compose_run_config` do. Idempotent; a
+    schema registered afterwards is stored when it registers. Importing the library
+    does not import Hydra; this function does.
+
+    Example:
+        >>> from hydra.core.config_store import ConfigStore
+        >>> store_schemas()
+        >>> "happo.yaml" in ConfigStore.instance().list("schema/algo")
+        True
+    """
+    global _STORED
+    _STORED = True
+    for group, registry in (("algo", ALGO_SCHEMAS), ("env", ENV_SCHEMAS), ("model", MODEL_SCHEMAS)):
+        for key, schema in registry.items():
+            _store(group, key, schema)
+    for (group, key), schema in _EXTRA_SCHEMAS.items():
+        _store(group, key, schema)
 
 
 def _key(schema: type[GroupConfig], field: str) -> str:
