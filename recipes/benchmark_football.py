@@ -28,11 +28,11 @@ import numpy as np
 import torch
 
 from harl_torchrl.envs import make_football_env
-from harl_torchrl.envs.football import FOOTBALL_SCENARIOS, _import_gfootball
+from harl_torchrl.envs.football import FOOTBALL_SCENARIOS, import_gfootball
 
 
 def raw_measure(scenario: str, num_envs: int, steps: int):
-    config, football_env, wrappers = _import_gfootball()
+    config, football_env, wrappers = import_gfootball()
     n = FOOTBALL_SCENARIOS[scenario]
     envs, shaped = [], []
     for i in range(num_envs):

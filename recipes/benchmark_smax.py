@@ -34,11 +34,11 @@ import time
 import torch
 
 from harl_torchrl.envs import make_smax_env
-from harl_torchrl.envs.smax import _import_jaxmarl
+from harl_torchrl.envs.smax import import_jaxmarl
 
 
 def raw_measure(map_name: str, num_envs: int, steps: int):
-    jax, make, maps = _import_jaxmarl()
+    jax, make, maps = import_jaxmarl()
     import jax.numpy as jnp
 
     env = make("HeuristicEnemySMAX", scenario=maps[map_name])

@@ -56,8 +56,18 @@ def football_scenario_names() -> list[str]:
     return sorted(FOOTBALL_SCENARIOS)
 
 
-def _import_gfootball() -> tuple[Any, Any, Any]:
-    """The ``config``, ``football_env`` and ``wrappers`` modules of gfootball, or the install command."""
+def import_gfootball() -> tuple[Any, Any, Any]:
+    """Imports gfootball's engine modules, or names the install command when it is missing.
+
+    Returns:
+        The ``gfootball.env`` submodules ``(config, football_env, wrappers)``: what
+        :class:`FootballTeamEnv` builds its copies from, and what a benchmark of the raw
+        engine needs.
+
+    Raises:
+        MissingDependencyError: ``gfootball`` is not installed (the message gives the install
+            command).
+    """
     try:
         names = ("config", "football_env", "wrappers")
         return tuple(importlib.import_module(f"gfootball.env.{name}") for name in names)
@@ -148,7 +158,7 @@ class FootballTeamEnv(BatchedParallelEnv):
             raise unknown_choice("football scenario", scenario, football_scenario_names())
         if team_reward not in TEAM_REWARDS:
             raise unknown_choice("football team_reward", team_reward, TEAM_REWARDS)
-        config, football_env, wrappers = _import_gfootball()
+        config, football_env, wrappers = import_gfootball()
         # gfootball logs a line through absl at INFO for every finished episode (thousands per run)
         absl_logger = logging.getLogger("absl")
         if absl_logger.getEffectiveLevel() < logging.WARNING:

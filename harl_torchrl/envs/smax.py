@@ -40,8 +40,18 @@ SMAX_EXTRA_HINT = "pip install 'harl-torchrl[smax]'"
 _RESERVED_KWARGS = ("max_steps", "scenario", "num_allies", "num_enemies")
 
 
-def _import_jaxmarl() -> tuple[Any, Any, Any]:
-    """``(jax, jaxmarl.make, MAP_NAME_TO_SCENARIO)``; the error names the extra when JaxMARL is missing."""
+def import_jaxmarl() -> tuple[Any, Any, Any]:
+    """Imports JAX and JaxMARL's SMAX entry points, without JaxMARL's import-time side effects.
+
+    Returns:
+        ``(jax, jaxmarl.make, MAP_NAME_TO_SCENARIO)``: the ``jax`` module, JaxMARL's env
+        factory and its table of SMAX maps (what :class:`SMAXTeamEnv` builds from, and what
+        a benchmark of the raw env needs).
+
+    Raises:
+        MissingDependencyError: ``jaxmarl`` (or ``jax``) is not installed (the message names
+            the extra to install).
+    """
     try:
         with _quiet_jaxmarl_import():
             import jax
@@ -79,7 +89,7 @@ def smax_map_names() -> list[str]:
     Raises:
         MissingDependencyError: ``jaxmarl`` is not installed.
     """
-    return sorted(_import_jaxmarl()[2])
+    return sorted(import_jaxmarl()[2])
 
 
 class _Functions:
@@ -96,7 +106,7 @@ class _Functions:
     """
 
     def __init__(self, scenario: str, max_steps: int, kwargs: Mapping[str, Any]) -> None:
-        jax, make, maps = _import_jaxmarl()
+        jax, make, maps = import_jaxmarl()
         if scenario not in maps:
             raise unknown_choice("SMAX map", scenario, sorted(maps))
         import jax.numpy as jnp
