@@ -42,9 +42,10 @@ import torch
 from tensordict import TensorDictBase
 from torch import nn
 
+from harl_torchrl.config import config_to_dict
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.rollout_state import restore_rollout_state
-from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint, plain_config
+from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint
 
 #: The config groups a checkpoint's config is compared on.
 COMPARED_GROUPS = ("algo", "env", "model")
@@ -74,7 +75,8 @@ def config_differences(saved: Mapping[str, Any], cfg: Any) -> dict[str, tuple[An
 
     Args:
         saved: a checkpoint's ``meta["config"]`` (plain dicts).
-        cfg: the run's config (attribute or key access).
+        cfg: the run's config (a :class:`~harl_torchrl.config.RunConfig`, or its plain form:
+            both are read through :func:`~harl_torchrl.config.config_to_dict`).
 
     A key of :data:`ADDED_KEYS` that the checkpoint lacks reads as its value there.
 
@@ -85,9 +87,10 @@ def config_differences(saved: Mapping[str, Any], cfg: Any) -> dict[str, tuple[An
         {'algo.actor_lr': (0.0005, 0.001)}
     """
     differences = {}
+    run = config_to_dict(cfg)
     for group in COMPARED_GROUPS:
-        old = _flatten(plain_config(saved.get(group, {})), group)
-        new = _flatten(plain_config(_group(cfg, group)), group)
+        old = _flatten(config_to_dict(saved.get(group, {})), group)
+        new = _flatten(run.get(group, {}), group)
         for key in sorted(old.keys() | new.keys()):
             a, b = old.get(key, ADDED_KEYS.get(key, _ABSENT)), new.get(key, _ABSENT)
             if not _same_value(a, b):
@@ -101,10 +104,6 @@ def _same_value(a: Any, b: Any) -> bool:
     if isinstance(a, (int, float)) and isinstance(b, (int, float)):
         return a == b or (math.isnan(a) and math.isnan(b))
     return a == b
-
-
-def _group(cfg: Any, name: str) -> Any:
-    return cfg.get(name, {}) if isinstance(cfg, Mapping) else getattr(cfg, name, {})
 
 
 def _covered(key: str, overrides: Sequence[str]) -> bool:
@@ -146,9 +145,10 @@ def check_resume(meta: Mapping[str, Any], cfg: Any, *, overrides: Sequence[str] 
     if not isinstance(saved, Mapping):
         raise ConfigError(f"cannot resume from {where}: it records no config to compare with")
     known = {"total_frames"}  # not compared here: check_schedule_horizon reads its override
+    run = config_to_dict(cfg)
     for group in COMPARED_GROUPS:
-        known |= set(_flatten(plain_config(saved.get(group, {})), group))
-        known |= set(_flatten(plain_config(_group(cfg, group)), group))
+        known |= set(_flatten(config_to_dict(saved.get(group, {})), group))
+        known |= set(_flatten(run.get(group, {}), group))
     unknown = [o for o in overrides if o != "*" and not any(k == o or k.startswith(f"{o}.") for k in known)]
     if unknown:
         raise ConfigError(
@@ -223,9 +223,9 @@ def check_schedule_horizon(
         ...
         harl_torchrl.errors.ConfigError: total_frames=4,000,000 differs from the 10,000,000 ... from 0.70 to 0.25 ...
     """
-    saved, new = meta.get("total_frames"), int(_get(cfg, "total_frames"))
-    decay = _get(_group(cfg, "algo"), "lr_decay")
-    decay = str(getattr(decay, "value", decay) or "none")
+    run = config_to_dict(cfg)
+    saved, new = meta.get("total_frames"), int(run.get("total_frames"))
+    decay = str((run.get("algo") or {}).get("lr_decay") or "none")
     if saved is None or decay == "none" or int(saved) == new or _covered("total_frames", overrides):
         return
     frames = int(meta["frames"])
@@ -340,17 +340,18 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
         CheckpointError: the file is missing, damaged or not a checkpoint.
         ConfigError: the config differs without an override, or ``total_frames`` is too small.
     """
-    path = _get(cfg, "resume")
+    run = config_to_dict(cfg)
+    path, overrides = run.get("resume"), list(run.get("resume_override") or [])
     if not path:
         return None
     path = Path(str(path))
     state, meta = load_checkpoint(path, map_location, return_metadata=True)
     if "config" not in meta:
         raise CheckpointError(f"checkpoint {path}: it records no run config (not written by a training loop)")
-    accepted = check_resume(meta, cfg, overrides=list(_get(cfg, "resume_override") or []), path=path)
+    accepted = check_resume(meta, run, overrides=overrides, path=path)
     point = ResumePoint(path, state, meta, accepted)
-    check_total_frames(int(_get(cfg, "total_frames")), point.frames, path)
-    check_schedule_horizon(meta, cfg, overrides=list(_get(cfg, "resume_override") or []), path=path)
+    check_total_frames(int(run.get("total_frames")), point.frames, path)
+    check_schedule_horizon(meta, run, overrides=overrides, path=path)
     return point
 
 
@@ -382,7 +383,3 @@ def restore_run(
             "resume with the checkpoint's algo/env/model config"
         ) from None
     return restored
-
-
-def _get(cfg: Any, key: str) -> Any:
-    return cfg.get(key) if isinstance(cfg, Mapping) else getattr(cfg, key, None)

@@ -82,23 +82,45 @@ def choices(name: str, *values: str, module: str | None = None) -> type[StrChoic
 Order = choices("Order", "random", "fixed", module=__name__)
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, GroupConfig):
-        return value.to_dict()
-    if isinstance(value, enum.Enum):
-        return str(value.value)
-    if isinstance(value, (DictConfig, ListConfig)):
-        return _plain(OmegaConf.to_container(value, resolve=True, enum_to_str=True))
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
+def config_to_dict(config: Any) -> Any:
+    """Plain Python containers for a config: the library's one converter to plain dicts.
+
+    Takes a typed group (or any dataclass instance), an OmegaConf ``DictConfig`` or
+    ``ListConfig`` (interpolations resolved), mappings, sequences and scalars. Gives only
+    ``dict`` (string keys), ``list``, ``str``, numbers, ``bool`` and ``None``: enums as
+    their values, subclasses of the scalar types (e.g. numpy's ``float64``) as the plain
+    type, anything else as its string. What checkpoints store and what the resume check
+    compares; all loadable with ``torch.load(weights_only=True)``.
+
+    Example:
+        >>> from omegaconf import OmegaConf
+        >>> from harl_torchrl.config import MLPModelConfig
+        >>> config_to_dict(MLPModelConfig(hidden_sizes=[16]))["activation"]
+        'relu'
+        >>> config_to_dict(OmegaConf.create({"a": {"b": (1, 2)}, "c": "${a.b}"}))
+        {'a': {'b': [1, 2]}, 'c': [1, 2]}
+    """
+    if isinstance(config, (DictConfig, ListConfig)):
+        return config_to_dict(OmegaConf.to_container(config, resolve=True))
+    if dataclasses.is_dataclass(config) and not isinstance(config, type):
+        return {f.name: config_to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, Mapping):
+        return {str(k): config_to_dict(v) for k, v in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [config_to_dict(v) for v in config]
+    if isinstance(config, enum.Enum):  # the choice fields of the schemas
+        return config_to_dict(config.value)
+    if config is None or type(config) in (bool, int, float, str):
+        return config
+    for base in (bool, int, float, str):  # subclasses (e.g. numpy float64): the plain value
+        if isinstance(config, base):
+            return base(config)
+    return str(config)
 
 
 def _show(value: Any) -> str:
     """A value as it is written on the command line (``true``, ``null``, ``[16, 16]``)."""
-    value = _plain(value)
+    value = config_to_dict(value)
     if isinstance(value, bool):
         return str(value).lower()
     if value is None:
@@ -106,20 +128,6 @@ def _show(value: Any) -> str:
     if isinstance(value, list):
         return "[" + ", ".join(_show(v) for v in value) + "]"
     return str(value)
-
-
-def config_to_dict(config: Any) -> Any:
-    """Plain Python containers (enums as strings) for a group, a DictConfig or a dict.
-
-    What to store in checkpoints and compare at resume: only ``dict``, ``list``,
-    ``str``, numbers, ``bool`` and ``None``, all loadable with ``weights_only=True``.
-
-    Example:
-        >>> from harl_torchrl.config import MLPModelConfig
-        >>> config_to_dict(MLPModelConfig(hidden_sizes=[16]))["activation"]
-        'relu'
-    """
-    return _plain(config)
 
 
 def _type_name(annotation: Any) -> str:
@@ -205,7 +213,7 @@ class GroupConfig:
             fix = f"set {self.key(name)} to {wanted}"
             if default is not dataclasses.MISSING and default is not MISSING:
                 fix += f", e.g. {self.key(name)}={_show(default)}"
-        return ConfigError(f"{self.key(name)} {problem}, got {_plain(value)!r}. Fix: {fix}")
+        return ConfigError(f"{self.key(name)} {problem}, got {config_to_dict(value)!r}. Fix: {fix}")
 
     def require_positive(self, *names: str) -> None:
         """Each named field is a finite number > 0."""
@@ -307,7 +315,7 @@ class GroupConfig:
             close = difflib.get_close_matches(top, names, n=1)
             hint = f" Did you mean {cls.group + '.' if cls.group else ''}{close[0]}?" if close else ""
             return ConfigError(
-                f"unknown setting {key}={_plain(mapping.get(top))!r} for {cls.describe()}.{hint} "
+                f"unknown setting {key}={config_to_dict(mapping.get(top))!r} for {cls.describe()}.{hint} "
                 f"Fix: remove it or correct its name; valid keys: {', '.join(names)}"
             )
         if isinstance(err, MissingMandatoryValue):
@@ -323,9 +331,11 @@ class GroupConfig:
             annotation = typing.get_type_hints(cls)[top]
             if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
                 return ConfigError(
-                    f"{key}={_plain(mapping.get(top))!r} is not a valid choice: expected {expected}. {fix}"
+                    f"{key}={config_to_dict(mapping.get(top))!r} is not a valid choice: expected {expected}. {fix}"
                 )
-            return ConfigError(f"{key}={_plain(mapping.get(top))!r} has the wrong type: expected {expected}. {fix}")
+            return ConfigError(
+                f"{key}={config_to_dict(mapping.get(top))!r} has the wrong type: expected {expected}. {fix}"
+            )
         first = str(getattr(err, "msg", err)).splitlines()[0]
         return ConfigError(f"{key or cls.describe()}: {first}")
 
@@ -340,7 +350,7 @@ class GroupConfig:
     # ------------------------------------------------------------ reading it back
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain Python containers (enums as strings), e.g. for checkpoints."""
-        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return config_to_dict(self)
 
     def keys(self) -> list[str]:
         """The field names, in declaration order."""

@@ -37,8 +37,6 @@ Loading always uses ``torch.load(weights_only=True)``: no code in the file ever 
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import hashlib
 import os
 import random
@@ -51,6 +49,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harl_torchrl.config import config_to_dict
 from harl_torchrl.errors import ConfigError
 
 #: Layout version of the files :func:`save_checkpoint` writes. Bump it when the layout changes.
@@ -68,46 +67,12 @@ class CheckpointError(ConfigError):
 
 
 # ---------------------------------------------------------------- metadata
-def plain_config(cfg: Any) -> Any:
-    """``cfg`` as plain dicts, lists and scalars (for checkpoints and comparisons).
-
-    Accepts an OmegaConf ``DictConfig``/``ListConfig`` (resolved), a dataclass
-    instance, any mapping or sequence, and scalars.
-
-    Example:
-        >>> from omegaconf import OmegaConf
-        >>> plain_config(OmegaConf.create({"a": {"b": [1, 2]}, "c": "${a.b}"}))
-        {'a': {'b': [1, 2]}, 'c': [1, 2]}
-    """
-    try:
-        from omegaconf import DictConfig, ListConfig, OmegaConf
-
-        if isinstance(cfg, (DictConfig, ListConfig)):
-            return plain_config(OmegaConf.to_container(cfg, resolve=True))
-    except ImportError:  # pragma: no cover - omegaconf comes with hydra
-        pass
-    if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
-        return {f.name: plain_config(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)}
-    if isinstance(cfg, Mapping):
-        return {str(k): plain_config(v) for k, v in cfg.items()}
-    if isinstance(cfg, (list, tuple)):
-        return [plain_config(v) for v in cfg]
-    if isinstance(cfg, enum.Enum):  # choice fields of the typed schemas
-        return plain_config(cfg.value)
-    if cfg is None or type(cfg) in (bool, int, float, str):
-        return cfg
-    for base in (bool, int, float, str):  # subclasses (e.g. numpy float64): the plain value
-        if isinstance(cfg, base):
-            return base(cfg)
-    return str(cfg)
-
-
 def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_policy") -> dict[str, Any]:
     """What a checkpoint says about itself: versions, algorithm, the run's algo/env/model config, counters.
 
     Args:
-        cfg: the run's config (``cfg.algo``, ``cfg.env``, ``cfg.model`` are read by attribute,
-            so a ``DictConfig`` and the typed dataclasses both work).
+        cfg: the run's config (a :class:`~harl_torchrl.config.RunConfig`, or anything
+            :func:`~harl_torchrl.config.config_to_dict` takes: a ``DictConfig``, a plain dict).
         frames: frames collected so far.
         iteration: iterations completed so far.
         kind: ``"on_policy"`` or ``"off_policy"``: which loop wrote it.
@@ -125,7 +90,9 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
     """
     from harl_torchrl import __version__
 
-    groups = {group: plain_config(_group(cfg, group)) for group in ("algo", "env", "model")}
+    tree = config_to_dict(cfg)
+    groups = {group: tree.get(group, {}) for group in ("algo", "env", "model")}
+    total_frames = tree.get("total_frames")
     return {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
@@ -135,19 +102,8 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
         "config": groups,
         "frames": int(frames),
         "iteration": int(iteration),
-        "total_frames": _total_frames(cfg),
+        "total_frames": None if total_frames is None else int(total_frames),
     }
-
-
-def _total_frames(cfg: Any) -> int | None:
-    value = cfg.get("total_frames") if isinstance(cfg, Mapping) else getattr(cfg, "total_frames", None)
-    return None if value is None else int(value)
-
-
-def _group(cfg: Any, name: str) -> Any:
-    if isinstance(cfg, Mapping):
-        return cfg.get(name, {})
-    return getattr(cfg, name, {})
 
 
 def _base_metadata() -> dict[str, Any]:
