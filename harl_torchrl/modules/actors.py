@@ -6,10 +6,14 @@ sequential scheme can move one agent while the others stay bit-identical.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from tensordict.nn import InteractionType, TensorDictModule, TensorDictModuleBase, TensorDictSequential
+from tensordict.utils import NestedKey
+from torch import distributions as D
 from torch import nn
 from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unbounded
 from torchrl.modules import GRUModule, IndependentNormal, ProbabilisticActor
@@ -64,6 +68,122 @@ class ActorNet(nn.Module):
 
     def forward(self, observation: torch.Tensor):
         return self.head(self.trunk(observation))
+
+
+#: Builds the continuous head from the action spec: ``(module, distribution class, its kwargs)``.
+ContinuousHead = Callable[[TensorSpec], tuple[nn.Module, type[D.Distribution], dict[str, Any] | None]]
+
+
+@dataclass
+class ActorHead:
+    """An actor's output layer and the distribution its outputs parameterise (see :func:`make_actor_head`).
+
+    Attributes:
+        module: maps the trunk's features to the distribution's parameters.
+        out_keys: where ``module``'s outputs are written: ``[(agent, "loc"), (agent, "scale")]``
+            or ``[(agent, "logits")]``.
+        dist_keys: ``{distribution argument: key}``, the mask's key included if any.
+        distribution_class: the action distribution.
+        distribution_kwargs: its other arguments, or ``None``.
+
+    Example:
+        >>> from tensordict import TensorDict
+        >>> head = ActorHead(GaussianHead(4, 2), [("a", "loc"), ("a", "scale")],
+        ...                  {"loc": ("a", "loc"), "scale": ("a", "scale")}, IndependentNormal)
+        >>> net = TensorDictModule(ActorNet(nn.Identity(), head.module), [("a", "observation")], head.out_keys)
+        >>> td = head.probabilistic_actor("a", net)(TensorDict({("a", "observation"): torch.ones(3, 4)}, [3]))
+        >>> td["a", "action"].shape, td["a", "action_log_prob"].shape
+        (torch.Size([3, 2]), torch.Size([3]))
+    """
+
+    module: nn.Module
+    out_keys: list[NestedKey]
+    dist_keys: dict[str, NestedKey]
+    distribution_class: type[D.Distribution]
+    distribution_kwargs: dict[str, Any] | None = None
+
+    def probabilistic_actor(self, agent: str, net: TensorDictModuleBase) -> ProbabilisticActor:
+        """``net`` (which writes :attr:`out_keys`) followed by the distribution.
+
+        The result reads ``net``'s inputs and :attr:`dist_keys`, and writes ``(agent, "action")``
+        and ``(agent, "action_log_prob")``; it samples unless an exploration type is set.
+        """
+        return ProbabilisticActor(
+            net,
+            in_keys=self.dist_keys,
+            out_keys=[(agent, "action")],
+            distribution_class=self.distribution_class,
+            distribution_kwargs=self.distribution_kwargs,
+            return_log_prob=True,
+            default_interaction_type=InteractionType.RANDOM,
+        )
+
+
+def make_actor_head(
+    agent: str,
+    width: int,
+    action_spec: TensorSpec,
+    continuous: ContinuousHead,
+    *,
+    continuous_specs: tuple[type[TensorSpec], ...],
+    categorical: tuple[type[D.Distribution], type[D.Distribution]],
+    categorical_kwargs: Mapping[str, Any] | None = None,
+    output_gain: float = 0.01,
+    mask_key: str | None = None,
+    actors: str = "actors",
+) -> ActorHead:
+    r"""The head of one agent's stochastic actor, chosen by its action spec: the one place that choice is made.
+
+    * a spec of ``continuous_specs`` (boxes): ``continuous(action_spec)`` builds the module,
+      which writes ``(agent, "loc")`` and ``(agent, "scale")``;
+    * ``Categorical`` (``n`` actions) or ``MultiCategorical`` (``nvec``): a linear layer of
+      :math:`n` (or :math:`\sum \text{nvec}`) logits with orthogonal gain ``output_gain``,
+      written to ``(agent, "logits")``; the distribution is ``categorical[0]`` (or
+      ``categorical[1]``, given ``nvec=``), with ``categorical_kwargs`` and the mask
+      ``(agent, mask_key)`` when ``mask_key`` is given.
+
+    Args:
+        agent: the agent's group name.
+        width: the trunk's output features.
+        action_spec: the agent's action spec.
+        continuous: builds the continuous head and names its distribution.
+        continuous_specs: the spec types that are boxes for this family.
+        categorical: the single and the multi-categorical distribution classes.
+        categorical_kwargs: extra arguments of the categorical distributions.
+        output_gain: orthogonal gain of the logits layer.
+        mask_key: the action mask's name inside the agent's group, or ``None``.
+        actors: the actor family, named in the error.
+
+    Raises:
+        ConfigError: a spec of another type.
+
+    Example:
+        >>> from torchrl.data import Categorical
+        >>> from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
+        >>> head = make_actor_head("a", 8, Categorical(n=3), None, continuous_specs=(Bounded,),
+        ...                        categorical=(MaskedCategorical, MaskedMultiCategorical), mask_key="action_mask")
+        >>> head.module, head.dist_keys
+        (Linear(in_features=8, out_features=3, bias=True), {'logits': ('a', 'logits'), 'mask': ('a', 'action_mask')})
+    """
+    if isinstance(action_spec, continuous_specs):
+        module, distribution_class, distribution_kwargs = continuous(action_spec)
+        dist_keys = {"loc": (agent, "loc"), "scale": (agent, "scale")}
+        return ActorHead(module, list(dist_keys.values()), dist_keys, distribution_class, distribution_kwargs)
+    if isinstance(action_spec, Categorical):
+        multi = isinstance(action_spec, MultiCategorical)
+        nvec = [int(n) for n in action_spec.nvec.reshape(-1, action_spec.nvec.shape[-1])[0]] if multi else None
+        module = orthogonal_(nn.Linear(width, sum(nvec) if multi else action_spec.space.n), output_gain)
+        dist_keys = {"logits": (agent, "logits")}
+        if mask_key is not None:
+            dist_keys["mask"] = (agent, mask_key)
+        kwargs = {**(categorical_kwargs or {}), **({"nvec": nvec} if multi else {})}
+        distribution_class = categorical[1] if multi else categorical[0]
+        return ActorHead(module, [(agent, "logits")], dist_keys, distribution_class, kwargs or None)
+    boxes = "/".join(spec.__name__ for spec in continuous_specs)
+    raise ConfigError(
+        f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the {actors} do not "
+        f"support; supported: {boxes} (continuous), Categorical and MultiCategorical (discrete)"
+    )
 
 
 def make_agent_actor(
@@ -134,41 +254,27 @@ def make_agent_actor(
     trunk = MLPTrunk(observation_dim, hidden_sizes, activation, feature_norm)
     in_key = (agent, observation_key)
     width = rnn_hidden_size or trunk.out_features if recurrent else trunk.out_features
-    if isinstance(action_spec, (Bounded, Unbounded)):
-        head: nn.Module = GaussianHead(width, action_spec.shape[-1], output_gain, std_x_coef, std_y_coef)
-        out_keys = [(agent, "loc"), (agent, "scale")]
-        dist_keys = {"loc": (agent, "loc"), "scale": (agent, "scale")}
-        dist_class, dist_kwargs = IndependentNormal, None
-    elif isinstance(action_spec, Categorical):
-        multi = isinstance(action_spec, MultiCategorical)
-        nvec = [int(n) for n in action_spec.nvec.reshape(-1, action_spec.nvec.shape[-1])[0]] if multi else None
-        head = orthogonal_(nn.Linear(width, sum(nvec) if multi else action_spec.space.n), output_gain)
-        out_keys = [(agent, "logits")]
-        dist_keys = {"logits": (agent, "logits")}
-        if mask_key is not None:
-            dist_keys["mask"] = (agent, mask_key)
-        dist_class = MaskedMultiCategorical if multi else MaskedCategorical
-        dist_kwargs = {"nvec": nvec} if multi else None
-    else:
-        raise ConfigError(
-            f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the actors do not "
-            "support; supported: Bounded/Unbounded (continuous), Categorical and MultiCategorical (discrete)"
-        )
+
+    def gaussian(spec: TensorSpec) -> tuple[nn.Module, type[IndependentNormal], None]:
+        return GaussianHead(width, spec.shape[-1], output_gain, std_x_coef, std_y_coef), IndependentNormal, None
+
+    head = make_actor_head(
+        agent,
+        width,
+        action_spec,
+        gaussian,
+        continuous_specs=(Bounded, Unbounded),
+        categorical=(MaskedCategorical, MaskedMultiCategorical),
+        output_gain=output_gain,
+        mask_key=mask_key,
+    )
     if recurrent:
         net: TensorDictModuleBase = recurrent_network(
-            trunk, head, in_key, out_keys, hidden_size=width, state_key=(agent, "rnn_state"), prefix=agent
+            trunk, head.module, in_key, head.out_keys, hidden_size=width, state_key=(agent, "rnn_state"), prefix=agent
         )
     else:
-        net = TensorDictModule(ActorNet(trunk, head), in_keys=[in_key], out_keys=out_keys)
-    return ProbabilisticActor(
-        net,
-        in_keys=dist_keys,
-        out_keys=[(agent, "action")],
-        distribution_class=dist_class,
-        distribution_kwargs=dist_kwargs,
-        return_log_prob=True,
-        default_interaction_type=InteractionType.RANDOM,
-    )
+        net = TensorDictModule(ActorNet(trunk, head.module), in_keys=[in_key], out_keys=head.out_keys)
+    return head.probabilistic_actor(agent, net)
 
 
 def make_actors(env, *, share_params: bool = False, **actor_kwargs) -> dict[str, ProbabilisticActor]:

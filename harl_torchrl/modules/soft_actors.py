@@ -12,14 +12,14 @@ from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
-from tensordict.nn import InteractionType, TensorDictModule
+from tensordict.nn import TensorDictModule
 from torch import distributions as D
 from torch import nn
-from torchrl.data import Bounded, Categorical, MultiCategorical, TensorSpec, Unbounded
+from torchrl.data import Bounded, TensorSpec, Unbounded
 from torchrl.modules import ProbabilisticActor
 
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.modules.actors import ActorNet
+from harl_torchrl.modules.actors import ActorNet, make_actor_head
 from harl_torchrl.modules.distributions import MaskedCategorical, MaskedMultiCategorical
 from harl_torchrl.modules.groups import agent_groups
 from harl_torchrl.modules.mlp import MLPTrunk, orthogonal_
@@ -298,40 +298,27 @@ def make_soft_agent_actor(
             f"agent {agent!r} has an unbounded continuous action spec; the soft actor squashes actions with tanh "
             "into a box: give the env Bounded actions (e.g. clip to the physical limits)"
         )
-    if isinstance(action_spec, Bounded):
-        low = action_spec.space.low.reshape(-1, action_spec.shape[-1])[0].clone()
-        high = action_spec.space.high.reshape(-1, action_spec.shape[-1])[0].clone()
-        head: nn.Module = SquashedGaussianHead(width, action_spec.shape[-1], log_std_bounds, output_gain)
-        out_keys = [(agent, "loc"), (agent, "scale")]
-        dist_keys = {"loc": (agent, "loc"), "scale": (agent, "scale")}
-        dist_class, dist_kwargs = SquashedNormal, {"low": low, "high": high}
-    elif isinstance(action_spec, Categorical):
-        multi = isinstance(action_spec, MultiCategorical)
-        nvec = [int(n) for n in action_spec.nvec.reshape(-1, action_spec.nvec.shape[-1])[0]] if multi else None
-        head = orthogonal_(nn.Linear(width, sum(nvec) if multi else action_spec.space.n), output_gain)
-        out_keys = [(agent, "logits")]
-        dist_keys = {"logits": (agent, "logits")}
-        if mask_key is not None:
-            dist_keys["mask"] = (agent, mask_key)
-        dist_class = GumbelMultiCategorical if multi else GumbelCategorical
-        dist_kwargs = {"temperature": gumbel_temperature}
-        if multi:
-            dist_kwargs["nvec"] = nvec
-    else:
-        raise ConfigError(
-            f"agent {agent!r} has an action spec of type {type(action_spec).__name__}, which the soft actors do "
-            "not support; supported: Bounded (continuous), Categorical and MultiCategorical (discrete)"
-        )
-    net = TensorDictModule(ActorNet(trunk, head), in_keys=[(agent, observation_key)], out_keys=out_keys)
-    return ProbabilisticActor(
-        net,
-        in_keys=dist_keys,
-        out_keys=[(agent, "action")],
-        distribution_class=dist_class,
-        distribution_kwargs=dist_kwargs,
-        return_log_prob=True,
-        default_interaction_type=InteractionType.RANDOM,
+
+    def squashed_gaussian(spec: Bounded) -> tuple[nn.Module, type[SquashedNormal], dict[str, torch.Tensor]]:
+        low = spec.space.low.reshape(-1, spec.shape[-1])[0].clone()
+        high = spec.space.high.reshape(-1, spec.shape[-1])[0].clone()
+        head = SquashedGaussianHead(width, spec.shape[-1], log_std_bounds, output_gain)
+        return head, SquashedNormal, {"low": low, "high": high}
+
+    head = make_actor_head(
+        agent,
+        width,
+        action_spec,
+        squashed_gaussian,
+        continuous_specs=(Bounded,),
+        categorical=(GumbelCategorical, GumbelMultiCategorical),
+        categorical_kwargs={"temperature": gumbel_temperature},
+        output_gain=output_gain,
+        mask_key=mask_key,
+        actors="soft actors",
     )
+    net = TensorDictModule(ActorNet(trunk, head.module), in_keys=[(agent, observation_key)], out_keys=head.out_keys)
+    return head.probabilistic_actor(agent, net)
 
 
 def make_soft_actors(env, **actor_kwargs) -> dict[str, ProbabilisticActor]:
@@ -372,6 +359,7 @@ def soft_action(actor: ProbabilisticActor, tensordict) -> tuple[torch.Tensor, to
 
     Example:
         >>> from tensordict import TensorDict
+        >>> from torchrl.data import Categorical
         >>> actor = make_soft_agent_actor("a", 2, Categorical(n=4), hidden_sizes=(8,))
         >>> action, log_prob = soft_action(actor, TensorDict({("a", "observation"): torch.randn(3, 2)}, [3]))
         >>> action.shape, log_prob.shape
