@@ -1,7 +1,7 @@
 """Sphinx extension: the benchmarks page's rliable figures, drawn at build time from committed result files.
 
 Each entry of :data:`FIGURES` names result files under ``recipes/results`` and an output
-folder under ``docs/generated/benchmarks`` (not committed); ``recipes/plot_benchmarks.py``
+folder under ``docs/generated/benchmarks`` (not committed); ``recipes/benchmarks/plot_benchmarks.py``
 draws them when the builder starts, so the page always shows what the committed data say.
 A failure stops the build (the figures are part of the page).
 """
@@ -47,7 +47,9 @@ METRICS = {"smax_3s5z": "win_rate", "smax_2s3z": "win_rate"}
 
 
 def _plot_module():
-    spec = importlib.util.spec_from_file_location("harl_plot_benchmarks", ROOT / "recipes" / "plot_benchmarks.py")
+    spec = importlib.util.spec_from_file_location(
+        "harl_plot_benchmarks", ROOT / "recipes" / "benchmarks" / "plot_benchmarks.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -271,7 +271,7 @@ class HarlConfigTable(Directive):
         return _parse(self, [*lines, "", caption])
 
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "recipes" / "BENCHMARKS.rst"
+BENCHMARKS = Path(__file__).resolve().parents[2] / "recipes" / "benchmarks" / "BENCHMARKS.rst"
 _UNDERLINE = re.compile(r"^([-=~^\"'`#*+])\1+$")
 
 
@@ -297,7 +297,7 @@ def section_anchor(title: str) -> str:
 
 
 class HarlBenchmark(Directive):
-    """``.. harl-benchmark:: <section title of recipes/BENCHMARKS.rst>``: that section's body, here.
+    """``.. harl-benchmark:: <section title of recipes/benchmarks/BENCHMARKS.rst>``: that section's body, here.
 
     With ``:link:`` only a link to the section on the benchmarks page. A title that
     no longer exists fails the build with the list of titles, so pages cannot point

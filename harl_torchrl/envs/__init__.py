@@ -2,7 +2,7 @@
 
 The PettingZoo MPE, Multi-Agent MuJoCo, SMAX and football families need optional packages
 (``pip install 'harl-torchrl[pettingzoo]'`` / ``'harl-torchrl[mujoco]'`` /
-``'harl-torchrl[smax]'``; ``bash recipes/install_football.sh`` for gfootball); their
+``'harl-torchrl[smax]'``; ``bash recipes/benchmarks/install_football.sh`` for gfootball); their
 classes import those packages only when an env is built.
 """
 

@@ -7,7 +7,7 @@ player, the simple115v2 observation per agent, a global ``"state"`` for the crit
 team reward at the root, a goal (or any other end of play) as termination, the
 scenario's time limit as truncation, and ``"goal_scored"`` at the root for goal rates.
 
-Install it with ``bash recipes/install_football.sh`` (Debian packages, then a source build
+Install it with ``bash recipes/benchmarks/install_football.sh`` (Debian packages, then a source build
 of gfootball 2.10.2: about 11 minutes the first time).
 """
 
@@ -36,7 +36,9 @@ FOOTBALL_SCENARIOS: dict[str, int] = {
     "academy_single_goal_versus_lazy": 11,
 }
 
-FOOTBALL_INSTALL_HINT = "bash recipes/install_football.sh (Debian packages, then pip builds gfootball==2.10.2)"
+FOOTBALL_INSTALL_HINT = (
+    "bash recipes/benchmarks/install_football.sh (Debian packages, then pip builds gfootball==2.10.2)"
+)
 
 #: Slices of the simple115v2 vector: everything but the active player's one-hot is global.
 _ACTIVE = slice(97, 108)

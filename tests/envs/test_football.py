@@ -1,6 +1,6 @@
 """Google Research Football env: specs, seeding, exact parity with the raw engine, time limit, goals, recipe.
 
-gfootball is a source build (``bash recipes/install_football.sh``): without it these tests
+gfootball is a source build (``bash recipes/benchmarks/install_football.sh``): without it these tests
 skip, unless ``HARL_REQUIRE_FOOTBALL=1`` (set by ``.ci/run``), where a missing gfootball fails.
 """
 
@@ -20,8 +20,12 @@ from harl_torchrl.errors import ConfigError, MissingDependencyError
 
 HAS_GFOOTBALL = importlib.util.find_spec("gfootball") is not None
 if not HAS_GFOOTBALL and os.environ.get("HARL_REQUIRE_FOOTBALL"):
-    raise RuntimeError("HARL_REQUIRE_FOOTBALL is set but gfootball is not installed: bash recipes/install_football.sh")
-needs_gfootball = pytest.mark.skipif(not HAS_GFOOTBALL, reason="needs gfootball: bash recipes/install_football.sh")
+    raise RuntimeError(
+        "HARL_REQUIRE_FOOTBALL is set but gfootball is not installed: bash recipes/benchmarks/install_football.sh"
+    )
+needs_gfootball = pytest.mark.skipif(
+    not HAS_GFOOTBALL, reason="needs gfootball: bash recipes/benchmarks/install_football.sh"
+)
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 SCENARIO = "academy_3_vs_1_with_keeper"
 

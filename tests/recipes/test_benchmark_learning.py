@@ -1,4 +1,4 @@
-"""recipes/benchmark_learning.py: multiruns over algorithms x tasks x seeds, marl-eval JSON, rliable aggregates."""
+"""recipes/benchmarks/benchmark_learning.py: multiruns over algorithms x tasks x seeds, marl-eval JSON, rliable."""
 
 import csv
 import importlib.util
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy.stats import trim_mean
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "benchmark_learning.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "benchmarks" / "benchmark_learning.py"
 TINY = [
     "env.num_envs=8",
     "env.max_steps=10",

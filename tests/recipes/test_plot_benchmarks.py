@@ -1,4 +1,4 @@
-"""recipes/plot_benchmarks.py: marl-eval's layout, the shared evaluation steps, the rliable figures."""
+"""recipes/benchmarks/plot_benchmarks.py: marl-eval's layout, the shared evaluation steps, the rliable figures."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "plot_benchmarks.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "benchmarks" / "plot_benchmarks.py"
 
 
 def _module():

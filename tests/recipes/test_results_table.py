@@ -1,4 +1,4 @@
-"""recipes/results_table.py: the benchmark tables printed from result files."""
+"""recipes/benchmarks/results_table.py: the benchmark tables printed from result files."""
 
 import importlib.util
 import json
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "results_table.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "benchmarks" / "results_table.py"
 
 
 def _module():

@@ -1,4 +1,4 @@
-"""recipes/summarise_run.py: a run's metrics.csv condensed into the result file the benchmark tables use."""
+"""recipes/benchmarks/summarise_run.py: a run's metrics.csv condensed into the result file the benchmark tables use."""
 
 import csv
 import importlib.util
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "summarise_run.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "recipes" / "benchmarks" / "summarise_run.py"
 
 
 def _module():

@@ -1,7 +1,7 @@
 """Throughput of collection and training on VMAS: our env layer, HAPPO and a MAPPO baseline.
 
-    python recipes/benchmark_throughput.py                      # balance, 4 agents, 600 and 4096 envs
-    python recipes/benchmark_throughput.py --num-envs 600 --iterations 3 --device cuda
+    python recipes/benchmarks/benchmark_throughput.py           # balance, 4 agents, 600 and 4096 envs
+    python recipes/benchmarks/benchmark_throughput.py --num-envs 600 --iterations 3 --device cuda
 
 For each number of sub-environments it measures, over ``--steps`` steps per iteration:
 
@@ -33,12 +33,13 @@ from hydra import compose, initialize_config_dir
 from torchrl.collectors import Collector
 from torchrl.envs.libs.vmas import VmasEnv
 
+import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.envs import make_vmas_env
 from harl_torchrl.utils.checkpoint import seed_everything
 from harl_torchrl.utils.device import resolve_device
 
-CONF = str((__import__("pathlib").Path(__file__).parent / "conf").resolve())
+CONF = str(__import__("pathlib").Path(harl_torchrl.conf.__file__).resolve().parent)  # the recipe configs
 
 
 def _sync(device) -> None:

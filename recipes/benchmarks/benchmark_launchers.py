@@ -1,7 +1,7 @@
 """Wall time of a multi-seed run: one after another (Hydra's basic launcher) against the joblib launcher.
 
-    python recipes/benchmark_launchers.py                     # 3 seeds x 200k frames of the default recipe
-    python recipes/benchmark_launchers.py --seeds 4 --frames 500000 --n-jobs 2
+    python recipes/benchmarks/benchmark_launchers.py          # 3 seeds x 200k frames of the default recipe
+    python recipes/benchmarks/benchmark_launchers.py --seeds 4 --frames 500000 --n-jobs 2
 
 Each variant is one command, timed from start to exit (start-up, evaluations and the
 final checkpoints included):
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TRAIN = Path(__file__).resolve().parent / "train.py"
+TRAIN = Path(__file__).resolve().parents[1] / "train.py"  # recipes/train.py
 
 
 def sweep_seconds(seeds: int, frames: int, launcher: list[str]) -> float:

@@ -3,7 +3,7 @@ r"""Condense one training run's ``metrics.csv`` into a small result file the doc
 Run directories (logs, checkpoints) are never committed; this keeps what a benchmark table
 needs: the evaluation curve, the frames reached, the wall time and the throughput::
 
-    python recipes/summarise_run.py outputs/happo_mamujoco_humanoid_17x1/<time> \
+    python recipes/benchmarks/summarise_run.py outputs/happo_mamujoco_humanoid_17x1/<time> \
         --name humanoid_17x1_happo_seed1 --command "python recipes/train.py preset=... seed=1" \
         --out recipes/results
 
@@ -13,7 +13,7 @@ writes ``recipes/results/humanoid_17x1_happo_seed1.json`` with ``eval_curve`` as
 ``--every``-th batch). A run that was stopped before its ``total_frames`` is summarised as
 far as it got (``frames`` says where). ``algo`` and ``seed`` are recorded too (by default the
 run's own ``algo.name`` and ``seed`` from its ``.hydra/config.yaml``; ``--algo`` gives a label
-such as ``mappo_unshared``), so ``recipes/plot_benchmarks.py`` and ``recipes/results_table.py``
+such as ``mappo_unshared``), so ``recipes/benchmarks/plot_benchmarks.py`` and ``recipes/benchmarks/results_table.py``
 read the file without being told.
 """
 

@@ -1,7 +1,7 @@
 """Frames per second of the default recipe with one torch thread against torch's default (one per core).
 
-    python recipes/benchmark_threads.py                      # 200k frames, 2 interleaved rounds
-    python recipes/benchmark_threads.py --frames 1000000 --rounds 1 --threads 1 2
+    python recipes/benchmarks/benchmark_threads.py           # 200k frames, 2 interleaved rounds
+    python recipes/benchmarks/benchmark_threads.py --frames 1000000 --rounds 1 --threads 1 2
 
 Each measurement runs ``recipes/train.py`` (HAPPO on VMAS ``balance``, the default config)
 in a fresh process with ``threads=<T>`` (``0`` here means ``threads=null``: torch's own
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-TRAIN = Path(__file__).resolve().parent / "train.py"
+TRAIN = Path(__file__).resolve().parents[1] / "train.py"  # recipes/train.py
 
 
 def run_once(threads: int, frames: int) -> float:

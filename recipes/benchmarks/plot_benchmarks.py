@@ -1,12 +1,12 @@
 r"""Multi-seed plots of committed benchmark results with rliable, and the curves in marl-eval's JSON layout.
 
-    python recipes/plot_benchmarks.py recipes/results/off_policy_mpe_spread_500k.json \\
+    python recipes/benchmarks/plot_benchmarks.py recipes/results/off_policy_mpe_spread_500k.json \\
         --task pettingzoo/simple_spread --out docs/_static/benchmarks/mpe_spread_off_policy \\
         --compare hatd3 matd3
 
 Input: result files holding runs as ``{"algo", "seed", "eval_curve": [[frames, return], ...]}``
-(a list of them, as ``recipes/benchmark_off_policy.py`` writes, or one run per file, as
-``recipes/summarise_run.py`` writes: there ``--algo`` and ``--seed`` name the run when
+(a list of them, as ``recipes/benchmarks/benchmark_off_policy.py`` writes, or one run per file, as
+``recipes/benchmarks/summarise_run.py`` writes: there ``--algo`` and ``--seed`` name the run when
 the file does not). Output, under ``--out``:
 
 * ``marl_eval.json``: every run in marl-eval's layout, ``{env: {task: {algo: {seed:
@@ -20,7 +20,7 @@ the file does not). Output, under ``--out``:
 * ``probability_of_improvement.{png,svg}``: P(first ``--compare`` algorithm > second) with its
   interval, when ``--compare`` is given.
 
-Across several tasks (``recipes/benchmark_learning.py`` with ``--tasks``),
+Across several tasks (``recipes/benchmarks/benchmark_learning.py`` with ``--tasks``),
 :func:`final_scores_over_tasks` normalises each task on its own and
 :func:`aggregate_figures` draws the same aggregates over the ``[seeds, tasks]`` scores.
 

@@ -1,10 +1,10 @@
 r"""The benchmark page's tables, printed from committed result files (RST grid tables).
 
-    python recipes/results_table.py recipes/results/halfcheetah_2x3_happo_seed{1,2,3}.json \\
+    python recipes/benchmarks/results_table.py recipes/results/halfcheetah_2x3_happo_seed{1,2,3}.json \\
         --at 1_000_000 2_000_000 5_000_000 10_000_000 --window 500_000
 
-Input: result files as ``recipes/summarise_run.py`` writes them (one run each, naming its
-``algo`` and ``seed``) or as ``recipes/benchmark_off_policy.py`` writes them (a list of runs).
+Input: result files as ``recipes/benchmarks/summarise_run.py`` writes them (one run each, naming its
+``algo`` and ``seed``) or as ``recipes/benchmarks/benchmark_off_policy.py`` writes them (a list of runs).
 For every frame count of ``--at`` and every algorithm it prints two columns:
 
 * **eval**: the deterministic evaluation return at that step (the last evaluation at or
@@ -21,7 +21,7 @@ Another evaluation curve of the result files can stand in for the return, e.g. S
 first evaluation step at which each run's curve reached ``V`` (mean ± std over seeds, in
 millions of env steps; ``-`` if some seed never did)::
 
-    python recipes/results_table.py recipes/results/smax_2s3z_*_seed*.json --at 500_000 1_000_000 \
+    python recipes/benchmarks/results_table.py recipes/results/smax_2s3z_*_seed*.json --at 500_000 1_000_000 \
         --curve eval_win_rate_curve --digits 2 --no-train --reach 1.0
 """
 

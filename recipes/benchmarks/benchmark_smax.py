@@ -1,8 +1,8 @@
 r"""Env steps per second of our SMAX layer against the raw JaxMARL env (jit + vmap), on the CPU.
 
     XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1" OMP_NUM_THREADS=1 \
-        python recipes/benchmark_smax.py                         # 3m, 64 and 512 copies
-    python recipes/benchmark_smax.py --maps 3m 3s5z --num-envs 64 512 --steps 200 --rounds 3
+        python recipes/benchmarks/benchmark_smax.py              # 3m, 64 and 512 copies
+    python recipes/benchmarks/benchmark_smax.py --maps 3m 3s5z --num-envs 64 512 --steps 200 --rounds 3
 
 For every map and number of copies, each measurement runs ``--steps`` vector steps:
 

@@ -1,7 +1,7 @@
 """MPE collection throughput: in-process, worker processes, and Ray actors (collector.backend=ray).
 
-    python recipes/benchmark_collectors.py                   # simple_spread, 8 copies x 100 steps per batch
-    python recipes/benchmark_collectors.py --num-envs 16 --batches 8
+    python recipes/benchmarks/benchmark_collectors.py        # simple_spread, 8 copies x 100 steps per batch
+    python recipes/benchmarks/benchmark_collectors.py --num-envs 16 --batches 8
 
 Every variant collects the same ``[num_envs, steps]`` batches with the HAPPO policy of the
 default config (sampled actions) through :func:`harl_torchrl.collection.make_collector`:
@@ -22,11 +22,12 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 
+import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
 from harl_torchrl.envs import make_env
 
-CONF = Path(__file__).resolve().parent / "conf"
+CONF = Path(harl_torchrl.conf.__file__).resolve().parent  # the recipe configs, shipped in the package
 
 
 def measure(env_cfg: dict, policy, workers: int, backend: str, steps: int, batches: int) -> tuple[float, float]:

@@ -1,8 +1,8 @@
 """Env steps per second of our PettingZoo MPE and MaMuJoCo layers against the raw envs.
 
-    python recipes/benchmark_envs.py                          # MPE simple_spread + HalfCheetah 2x3, 1 and 16 copies
-    python recipes/benchmark_envs.py --num-envs 1 4 32 --rounds 7 --frames 6000
-    python recipes/benchmark_envs.py --tasks mpe:simple_speaker_listener mamujoco:Hopper:3x1
+    python recipes/benchmarks/benchmark_envs.py               # MPE simple_spread + HalfCheetah 2x3, 1 and 16 copies
+    python recipes/benchmarks/benchmark_envs.py --num-envs 1 4 32 --rounds 7 --frames 6000
+    python recipes/benchmarks/benchmark_envs.py --tasks mpe:simple_speaker_listener mamujoco:Hopper:3x1
 
 For every task and number of copies it measures, each over ``--frames`` frames:
 

@@ -1,9 +1,9 @@
 r"""Off-policy throughput and learning on MPE simple_spread (continuous): env steps/s end to end, gradient-step time.
 
-    python recipes/benchmark_off_policy.py                                 # HATD3, 20k steps, seed 0
-    python recipes/benchmark_off_policy.py --algos hatd3 hasac matd3 --seeds 0 1 2 --frames 500_000
-    python recipes/benchmark_off_policy.py --reference-utd --frames 20_000  # the reference's exact UTD
-    python recipes/benchmark_off_policy.py --overrides device=cuda env.max_steps=25
+    python recipes/benchmarks/benchmark_off_policy.py                      # HATD3, 20k steps, seed 0
+    python recipes/benchmarks/benchmark_off_policy.py --algos hatd3 hasac matd3 --seeds 0 1 2 --frames 500_000
+    python recipes/benchmarks/benchmark_off_policy.py --reference-utd --frames 20_000  # the reference's exact UTD
+    python recipes/benchmarks/benchmark_off_policy.py --overrides device=cuda env.max_steps=25
 
 Each (algorithm, seed) is one run of ``recipes/train.py`` in-process (a run already finished
 under ``--out`` with the same budget is not repeated: a long plan can be restarted) (the command-line
@@ -39,10 +39,12 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
-import harl_torchrl.config  # noqa: F401 (registers the config schemas the YAMLs inherit)
+import harl_torchrl.conf
+import harl_torchrl.config  # registers the config schemas the YAMLs inherit
 from harl_torchrl.utils.checkpoint import read_metadata
 
-RECIPES = Path(__file__).resolve().parent
+TRAIN = Path(__file__).resolve().parents[1] / "train.py"  # recipes/train.py
+CONF = Path(harl_torchrl.conf.__file__).resolve().parent  # the recipe configs, shipped in the package
 REFERENCE_UTD = [
     "algo.num_envs=20",
     "algo.batch_size=1000",
@@ -55,7 +57,7 @@ SELF_COLLISION_OFFSET = 37.5
 
 
 def _train_module():
-    spec = importlib.util.spec_from_file_location("harl_train_recipe", RECIPES / "train.py")
+    spec = importlib.util.spec_from_file_location("harl_train_recipe", TRAIN)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -82,7 +84,7 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
     if resumed:  # an interrupted run of this plan: continue it from its last checkpoint
         settings.append(f"resume={run_dir / 'checkpoint.pt'}")
         start_frames = int(read_metadata(run_dir / "checkpoint.pt")["frames"])
-    with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=settings)
     start = time.perf_counter()
     _train_module().run(cfg, run_dir)

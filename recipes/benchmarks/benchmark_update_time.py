@@ -1,7 +1,7 @@
 """Update time per iteration against the number of agents: the cost of the sequential scheme.
 
-    python recipes/benchmark_update_time.py                        # balance, 2/4/8 agents, 20k-frame batches
-    python recipes/benchmark_update_time.py --agents 2 4 8 16 --num-envs 400
+    python recipes/benchmarks/benchmark_update_time.py             # balance, 2/4/8 agents, 20k-frame batches
+    python recipes/benchmarks/benchmark_update_time.py --agents 2 4 8 16 --num-envs 400
 
 For each number of agents, one batch is collected on VMAS (same number of frames for
 every agent count) and the update (GAE + the updater's whole iteration, critic
@@ -25,11 +25,12 @@ import torch
 from hydra import compose, initialize_config_dir
 from torchrl.collectors import Collector
 
+import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.envs import make_vmas_env
 from harl_torchrl.utils.checkpoint import seed_everything
 
-CONF = str((Path(__file__).parent / "conf").resolve())
+CONF = str(Path(harl_torchrl.conf.__file__).resolve().parent)  # the recipe configs, shipped in the package
 # label -> Hydra overrides
 ALGOS = {
     "happo": ["algo=happo"],

@@ -1,7 +1,7 @@
 r"""Env steps per second of our football layer against gfootball's raw engine, on one CPU core.
 
-    OMP_NUM_THREADS=1 taskset -c 1 python recipes/benchmark_football.py     # 3 vs 1, 8 copies
-    python recipes/benchmark_football.py --scenario academy_counterattack_easy --num-envs 4 8 --steps 400
+    OMP_NUM_THREADS=1 taskset -c 1 python recipes/benchmarks/benchmark_football.py  # 3 vs 1, 8 copies
+    python recipes/benchmarks/benchmark_football.py --scenario academy_counterattack_easy --num-envs 4 8 --steps 400
 
 For every number of copies, each measurement runs ``--steps`` vector steps with uniformly
 random actions (19 per player), in this process:

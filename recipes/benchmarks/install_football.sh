@@ -7,7 +7,7 @@
 # later installs take seconds). CMake may find the system's Python headers rather than the
 # active interpreter's; with the same minor version (3.11 here) the engine loads fine.
 #
-#   bash recipes/install_football.sh          # then: python recipes/train.py env=football/academy_3_vs_1_with_keeper
+#   bash recipes/benchmarks/install_football.sh          # then: python recipes/train.py env=football/academy_3_vs_1_with_keeper
 set -euo pipefail
 
 packages=(build-essential cmake libsdl2-dev libsdl2-image-dev libsdl2-ttf-dev libsdl2-gfx-dev

@@ -1,7 +1,7 @@
 r"""Algorithms x tasks x seeds with an equal budget: Hydra multiruns, marl-eval JSON, rliable plots.
 
-    python recipes/benchmark_learning.py                                  # HAPPO vs MAPPO, VMAS balance, 3 seeds
-    python recipes/benchmark_learning.py --algos happo mappo_shared:mappo:algo.share_params=true \\
+    python recipes/benchmarks/benchmark_learning.py                       # HAPPO vs MAPPO, VMAS balance, 3 seeds
+    python recipes/benchmarks/benchmark_learning.py --algos happo mappo_shared:mappo:algo.share_params=true \\
         --tasks vmas/balance pettingzoo/simple_spread --seeds 0 1 2 \\
         --launcher local_seeds --n-jobs 2 --overrides total_frames=500_000
 
@@ -19,7 +19,7 @@ covers its budget is reused, so an interrupted benchmark resumes where it stoppe
 that was cut short starts again). Then, under ``--out``:
 
 * ``marl_eval.json``: every run's deterministic evaluation curve in marl-eval's layout;
-* ``<task>/runs.json``: the same curves as ``recipes/plot_benchmarks.py`` reads them;
+* ``<task>/runs.json``: the same curves as ``recipes/benchmarks/plot_benchmarks.py`` reads them;
 * ``<task>/plots/``: sample-efficiency curves (IQM, 95% bootstrap band), IQM / mean /
   optimality gap of the min-max-normalised final return, and P(first > second algorithm);
 * ``plots/`` (two tasks or more): the same aggregates over all tasks, each task normalised
@@ -46,15 +46,18 @@ from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 
+import harl_torchrl.conf
 from harl_torchrl.config.hydra_checks import check_command_line, run_dir_slug
 from harl_torchrl.errors import ConfigError
 
-RECIPES = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent  # recipes/benchmarks: summarise_run.py, plot_benchmarks.py
+TRAIN = HERE.parent / "train.py"  # recipes/train.py
+CONF = Path(harl_torchrl.conf.__file__).resolve().parent  # the recipe configs, shipped in the package
 DEFAULT_TASK = "vmas/balance"
 
 
 def _recipe(name: str):
-    spec = importlib.util.spec_from_file_location(f"harl_{name}", RECIPES / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"harl_{name}", HERE / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -99,9 +102,9 @@ def plan(specs: list[str], tasks: list[str], seeds: list[int], overrides: list[s
         ConfigError: a job's config is invalid (the message names the job and the fix).
     """
     for spec in specs:
-        check_command_line(multirun_command(spec, tasks, seeds, overrides, out, "basic", 1)[2:], RECIPES / "conf")
+        check_command_line(multirun_command(spec, tasks, seeds, overrides, out, "basic", 1)[2:], CONF)
     jobs = []
-    with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         for spec in specs:
             label, algo_overrides = parse_algo(spec)
             for task in tasks:
@@ -119,7 +122,7 @@ def multirun_command(
     label, algo_overrides = parse_algo(spec)
     command = [
         sys.executable,
-        str(RECIPES / "train.py"),
+        str(TRAIN),
         "-m",
         *algo_overrides,
         "env=" + ",".join(tasks),
