@@ -19,8 +19,8 @@ from torchrl.data import Categorical
 from torchrl.objectives import SoftUpdate
 
 from harl_torchrl.modules import make_dueling_agent_qnet, make_joint_dueling_critic
-from harl_torchrl.objectives import HAD3QNActorStep, HAD3QNAgentLoss, HAD3QNCriticLoss
-from harl_torchrl.sequential import ActorTrainer
+from harl_torchrl.objectives import HAD3QNAgentLoss, HAD3QNCriticLoss
+from harl_torchrl.sequential import ActorTrainer, HAD3QNActorStep
 
 PAYOFF = torch.tensor([[10.0, -20.0], [5.0, 4.0]])
 AGENTS = ("agent_0", "agent_1")

@@ -1,7 +1,7 @@
 """TorchRL loss modules of the heterogeneous-agent algorithms."""
 
 from harl_torchrl.objectives.common import HAPolicyLoss
-from harl_torchrl.objectives.d3qn import HAD3QNActorStep, HAD3QNAgentLoss, HAD3QNCriticLoss
+from harl_torchrl.objectives.d3qn import HAD3QNAgentLoss, HAD3QNCriticLoss
 from harl_torchrl.objectives.deterministic_actor import DeterministicActorLoss
 from harl_torchrl.objectives.haa2c import HAA2CLoss
 from harl_torchrl.objectives.happo import HAPPOLoss
@@ -17,7 +17,6 @@ __all__ = [
     "CentralValueLoss",
     "DeterministicActorLoss",
     "HAA2CLoss",
-    "HAD3QNActorStep",
     "HAD3QNAgentLoss",
     "HAD3QNCriticLoss",
     "HAPPOLoss",

@@ -9,7 +9,9 @@ in a drawn order, agent :math:`i_m` sees the critic's slice
 switched to their best responses :math:`\bar a` and those after it keep their own greedy
 actions; after its update, its action becomes its best response
 :math:`\bar a^{i_m} = \arg\max_a Q(s, \bar a^{i_{1:m-1}}, a, a^{i_{m+1:n}})`: a round of
-coordinate ascent on the critic's table.
+coordinate ascent on the critic's table. That ordering loop is the scheme's, and lives in
+:class:`~harl_torchrl.sequential.HAD3QNActorStep`; this module holds the losses and the
+joint-action indexing it uses.
 
 Joint actions are indexed row-major over the agents in their fixed order (first agent
 slowest), see :func:`joint_index`.
@@ -30,7 +32,6 @@ from torchrl.objectives import LossModule
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.objectives.common import check_reduction, reduce
 from harl_torchrl.objectives.joint_q import n_step_target
-from harl_torchrl.sequential import ActorTrainer, AgentOrder, agent_parameters_by_name
 
 Distill = Literal["all_actions", "greedy"]
 NextAction = Literal["target_agents", "critic"]
@@ -77,7 +78,13 @@ def action_slice(
     return table.gather(-1, base.unsqueeze(-1) + offsets)
 
 
-def _masked_argmax(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+def masked_argmax(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """The argmax over the last dimension among the available actions (``mask`` true; ``None``: all).
+
+    Example:
+        >>> masked_argmax(torch.tensor([[3.0, 1.0, 2.0]]), torch.tensor([[False, True, True]]))
+        tensor([2])
+    """
     if mask is not None:
         values = values.masked_fill(~mask.bool(), torch.finfo(values.dtype).min)
     return values.argmax(-1)
@@ -92,7 +99,7 @@ class HAD3QNAgentLoss(LossModule):
     r"""One agent's distillation of its dueling Q-net towards the critic's best-response slice.
 
     With :math:`y^i = Q(s, \bar a^{<i}, \cdot, a^{>i}) \in \mathbb R^{|A_i|}` (written
-    by :class:`HAD3QNActorStep`, detached):
+    by :class:`~harl_torchrl.sequential.HAD3QNActorStep`, detached):
 
     * ``distill="all_actions"`` (default): :math:`L = \mathrm{mean}_a (Q^i(o^i, a) - y^i_a)^2`;
       the agent's greedy action then tracks the critic's best response for every action.
@@ -342,7 +349,7 @@ class HAD3QNCriticLoss(LossModule):
                 shape = [1] * len(self.nvec)
                 shape[i] = self.nvec[i]
                 joint = joint & m.bool().reshape(*table.shape[:-1], *shape)
-        return _masked_argmax(table, joint.reshape(table.shape))
+        return masked_argmax(table, joint.reshape(table.shape))
 
     def target_value(self, tensordict: TensorDictBase) -> torch.Tensor:
         """The TD target ``y`` ``[*B]`` (no gradient)."""
@@ -378,93 +385,3 @@ class HAD3QNCriticLoss(LossModule):
             },
             batch_size=[],
         )
-
-
-class HAD3QNActorStep:
-    r"""The sequential best response: each agent distilled in turn, then switched to its best response.
-
-    Per call: the critic's table :math:`Q(s, \cdot)` once (no gradient); every agent's
-    current greedy action once; then, in the order drawn by the shared
-    :class:`~harl_torchrl.sequential.AgentOrder`, for agent :math:`i`: write the slice
-    :math:`Q(s, \bar a^{<i}, \cdot, a^{>i})` as ``(agent, "critic_action_value")``, take
-    one optimiser step through its :class:`~harl_torchrl.sequential.ActorTrainer` (whose
-    loss is a :class:`HAD3QNAgentLoss`), then set its action to the slice's (available)
-    argmax. This is the reference HARL's HAD3QN actor step. It differs from
-    :class:`~harl_torchrl.sequential.SequentialActorStep` only in how an updated agent's
-    action is recomputed (the critic's best response rather than the agent's own net), so
-    it shares that class's order generator and trainers but not its loop.
-
-    Args:
-        critic_loss: holds the online critic (and the agents' fixed order and sizes).
-        trainers: ``{agent: ActorTrainer(HAD3QNAgentLoss, optimiser)}``.
-        order: ``"random"`` (HA, default) or ``"fixed"``.
-        seed: seed of the order generator.
-
-    Raises:
-        ConfigError: trainers that do not match the critic's agents.
-
-    Example:
-        >>> from torchrl.data import Categorical
-        >>> from harl_torchrl.modules.dueling import make_dueling_agent_qnet, make_joint_dueling_critic
-        >>> from harl_torchrl.sequential import ActorTrainer
-        >>> specs = {"a": Categorical(n=2), "b": Categorical(n=2)}
-        >>> kw = dict(hidden_sizes=(8,), head_hidden_sizes=(8,))
-        >>> losses = {k: HAD3QNAgentLoss(k, make_dueling_agent_qnet(k, 1, s, **kw)) for k, s in specs.items()}
-        >>> critic = HAD3QNCriticLoss(make_joint_dueling_critic(["state"], 1, specs, **kw), {"a": 2, "b": 2},
-        ...                           agent_losses=losses)
-        >>> trainers = {k: ActorTrainer(l, torch.optim.Adam(l.actor_network.parameters())) for k, l in losses.items()}
-        >>> step = HAD3QNActorStep(critic, trainers, seed=0)
-        >>> td = TensorDict({"state": torch.ones(4, 1), ("a", "observation"): torch.ones(4, 1),
-        ...                  ("b", "observation"): torch.ones(4, 1)}, [4])
-        >>> sorted(step.step(td).keys())
-        ['a', 'b', 'order']
-    """
-
-    def __init__(
-        self,
-        critic_loss: HAD3QNCriticLoss,
-        trainers: Mapping[str, ActorTrainer],
-        *,
-        order: str = "random",
-        seed: int | None = None,
-    ) -> None:
-        if set(trainers) != set(critic_loss.agents):
-            raise ConfigError(
-                f"trainers need one entry per agent of the critic ({critic_loss.agents}), got {list(trainers)}"
-            )
-        for agent, trainer in trainers.items():
-            if not isinstance(trainer.loss, HAD3QNAgentLoss):
-                raise ConfigError(
-                    f"agent {agent!r}'s trainer holds a {type(trainer.loss).__name__}, not a HAD3QNAgentLoss"
-                )
-        agent_parameters_by_name({name: trainer.actor for name, trainer in trainers.items()})
-        self.critic_loss = critic_loss
-        self.trainers = dict(trainers)
-        self.orders = AgentOrder(critic_loss.agents, order=order, seed=seed)
-        self.last_order: list[str] = []
-
-    def step(self, batch: TensorDictBase) -> TensorDict:
-        """One sequential best-response round on ``batch`` (not modified); per-agent diagnostics and ``"order"``."""
-        agents, nvec = self.critic_loss.agents, self.critic_loss.nvec
-        td = batch.copy()
-        with torch.no_grad():
-            table = self.critic_loss.joint_values(td, target=False)
-        actions = {a: self.trainers[a].loss.greedy(td) for a in agents}
-        order = self.orders.draw()
-        out = TensorDict({}, batch_size=[])
-        for agent in order:
-            values = action_slice(table, [actions[a] for a in agents], nvec, agents.index(agent))
-            td.set((agent, "critic_action_value"), values)
-            out.set(agent, self.trainers[agent].train(td))
-            actions[agent] = _masked_argmax(values, td.get((agent, "action_mask"), None))
-        self.last_order = order
-        out.set("order", self.orders.indices(order))
-        return out
-
-    def state_dict(self) -> dict:
-        """The order generator's state."""
-        return self.orders.state_dict()
-
-    def load_state_dict(self, state: dict) -> None:
-        """Restores :meth:`state_dict`."""
-        self.orders.load_state_dict(state)

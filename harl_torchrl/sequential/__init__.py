@@ -18,6 +18,8 @@ The package holds the schemes and their pieces, each in one module:
 scheme), :mod:`~harl_torchrl.sequential.on_policy` (:class:`SequentialUpdater`),
 :mod:`~harl_torchrl.sequential.off_policy` (:class:`SequentialActorStep`, the off-policy
 actor step of HADDPG/HATD3/HASAC and the MA baselines' variants),
+:mod:`~harl_torchrl.sequential.best_response` (:class:`HAD3QNActorStep`, HAD3QN's sequential
+best response),
 :mod:`~harl_torchrl.sequential.trainers` (the per-agent on-policy trainers),
 :mod:`~harl_torchrl.sequential.optim` (the one optimiser step every trainer takes) and
 :mod:`~harl_torchrl.sequential.agents` (per-agent parameter ownership). Every public
@@ -25,6 +27,7 @@ name is importable from :mod:`harl_torchrl.sequential` itself.
 """
 
 from harl_torchrl.sequential.agents import agent_parameters_by_name
+from harl_torchrl.sequential.best_response import HAD3QNActorStep
 from harl_torchrl.sequential.off_policy import ActorScheme, ActorTrainer, DelayedUpdates, SequentialActorStep
 from harl_torchrl.sequential.on_policy import SequentialUpdater
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
@@ -46,6 +49,7 @@ __all__ = [
     "AgentTrainer",
     "CriticTrainer",
     "DelayedUpdates",
+    "HAD3QNActorStep",
     "Order",
     "PolicyTrainer",
     "SequentialActorStep",
