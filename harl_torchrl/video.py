@@ -29,6 +29,7 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 from torchrl.envs.utils import ExplorationType, set_exploration_type, step_mdp
 
+from harl_torchrl.config import EnvConfig, EvalConfig
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 
 __all__ = [
@@ -208,7 +209,7 @@ def check_video_support(family: str, backends: Sequence[str] = ()) -> None:
 
 
 def record_evaluation_video(
-    env_cfg: Any,
+    env_cfg: EnvConfig,
     policy: TensorDictModuleBase,
     max_steps: int,
     path: str | Path,
@@ -227,12 +228,11 @@ def record_evaluation_video(
     Returns:
         The files written (MP4 and GIF).
     """
-    from harl_torchrl.envs import make_env
-    from harl_torchrl.utils.checkpoint import rng_state, set_rng_state
+    from harl_torchrl.utils.rng import rng_state, set_rng_state
 
     saved = rng_state()
     try:
-        env = make_env(env_cfg, num_envs=1, seed=seed, device=device)
+        env = env_cfg.make(num_envs=1, seed=seed, device=device)
         env = prepare_env(env) if prepare_env is not None else env
         frames = record_episode(env, policy, max_steps)
         env.close()
@@ -263,8 +263,8 @@ class EvaluationVideos:
 
     def __init__(
         self,
-        eval_cfg: Any,
-        env_cfg: Any,
+        eval_cfg: EvalConfig,
+        env_cfg: EnvConfig,
         policy: TensorDictModuleBase,
         max_steps: int,
         run_dir: str | Path,

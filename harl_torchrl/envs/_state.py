@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harl_torchrl.utils.checkpoint import (
+from harl_torchrl.utils.rng import (
     generator_state,
     numpy_legacy_state,
     numpy_legacy_state_from,

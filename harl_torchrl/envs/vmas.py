@@ -16,19 +16,23 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbounded
 from torchrl.envs import EnvBase
 
+from harl_torchrl.config.env import VmasEnvConfig
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.envs._vmas_state import TwinResetter, reset_draws_global_state, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
-from harl_torchrl.utils.checkpoint import (
+from harl_torchrl.utils.device import resolve_device
+from harl_torchrl.utils.rng import (
     numpy_legacy_state,
     numpy_legacy_state_from,
     python_random_state,
     python_random_state_from,
 )
-from harl_torchrl.utils.device import resolve_device
 
 TeamReward = Literal["mean", "sum"]
 ResetMode = Literal["auto", "twin", "blend", "loop"]
+#: The keyword defaults, from the ``env`` schema (:class:`~harl_torchrl.config.env.VmasEnvConfig`):
+#: each default is written once, there.
+_DEFAULTS = VmasEnvConfig.defaults()
 RESET_MODES = ("auto", "twin", "blend", "loop")
 
 
@@ -103,13 +107,13 @@ class VmasTeamEnv(EnvBase):
         self,
         scenario: Any,
         *,
-        num_envs: int = 32,
+        num_envs: int = _DEFAULTS["num_envs"],
         device: str | torch.device = "cpu",
-        max_steps: int | None = 100,
-        continuous_actions: bool = True,
+        max_steps: int | None = _DEFAULTS["max_steps"],
+        continuous_actions: bool = _DEFAULTS["continuous_actions"],
         multidiscrete_actions: bool = False,
-        team_reward: TeamReward = "mean",
-        reset_mode: ResetMode = "auto",
+        team_reward: TeamReward = _DEFAULTS["team_reward"],
+        reset_mode: ResetMode = _DEFAULTS["reset_mode"],
         seed: int | None = None,
         **scenario_kwargs: Any,
     ) -> None:
@@ -469,12 +473,12 @@ class VmasTeamEnv(EnvBase):
 def make_vmas_env(
     scenario: Any,
     *,
-    num_envs: int = 32,
+    num_envs: int = _DEFAULTS["num_envs"],
     device: str | torch.device = "cpu",
-    max_steps: int | None = 100,
-    continuous_actions: bool = True,
-    team_reward: TeamReward = "mean",
-    reset_mode: ResetMode = "auto",
+    max_steps: int | None = _DEFAULTS["max_steps"],
+    continuous_actions: bool = _DEFAULTS["continuous_actions"],
+    team_reward: TeamReward = _DEFAULTS["team_reward"],
+    reset_mode: ResetMode = _DEFAULTS["reset_mode"],
     seed: int | None = None,
     **scenario_kwargs: Any,
 ) -> VmasTeamEnv:

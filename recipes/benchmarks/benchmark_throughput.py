@@ -36,8 +36,8 @@ from torchrl.envs.libs.vmas import VmasEnv
 import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.envs import make_vmas_env
-from harl_torchrl.utils.checkpoint import seed_everything
 from harl_torchrl.utils.device import resolve_device
+from harl_torchrl.utils.rng import seed_everything
 
 CONF = str(__import__("pathlib").Path(harl_torchrl.conf.__file__).resolve().parent)  # the recipe configs
 

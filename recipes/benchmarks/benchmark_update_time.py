@@ -28,7 +28,7 @@ from torchrl.collectors import Collector
 import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.envs import make_vmas_env
-from harl_torchrl.utils.checkpoint import seed_everything
+from harl_torchrl.utils.rng import seed_everything
 
 CONF = str(Path(harl_torchrl.conf.__file__).resolve().parent)  # the recipe configs, shipped in the package
 # label -> Hydra overrides
