@@ -21,8 +21,8 @@ update is sequential, a trust-region step, or uses per-agent critics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,21 +31,8 @@ from tensordict.nn import TensorDictSequential
 from torch import nn
 from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.modules import ProbabilisticActor
-from torchrl.objectives import ClipPPOLoss, LossModule
 
-from harl_torchrl.config import (
-    ClippedConfig,
-    HAA2CConfig,
-    HAPPOConfig,
-    HATRPOConfig,
-    IPPOConfig,
-    MAPPOConfig,
-    ModelConfig,
-    OnPolicyAlgoConfig,
-    PolicyGradientConfig,
-    algo_config,
-    model_config,
-)
+from harl_torchrl.config import ALGO_SCHEMAS, ModelConfig, OnPolicyAlgoConfig, algo_config, model_config
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules import (
     ValueNorm,
@@ -56,52 +43,9 @@ from harl_torchrl.modules import (
     observation_critic_inputs,
     recurrent_env_transforms,
 )
-from harl_torchrl.objectives import CentralValueLoss, HAA2CLoss, HAPPOLoss, HATRPOLoss, SharedPolicyLoss
-from harl_torchrl.sequential import (
-    CriticTrainer,
-    PolicyTrainer,
-    SequentialUpdater,
-    TrustRegionTrainer,
-    agent_parameters_by_name,
-)
-
-
-def _happo_loss(actor: ProbabilisticActor, cfg: HAPPOConfig) -> LossModule:
-    return HAPPOLoss(actor, clip_epsilon=cfg.clip_epsilon, entropy_coeff=cfg.entropy_coeff)
-
-
-def _haa2c_loss(actor: ProbabilisticActor, cfg: HAA2CConfig) -> LossModule:
-    return HAA2CLoss(actor, entropy_coeff=cfg.entropy_coeff)
-
-
-def _hatrpo_loss(actor: ProbabilisticActor, cfg: HATRPOConfig) -> LossModule:
-    return HATRPOLoss(actor, kl_type=str(cfg.kl_type), entropy_coeff=cfg.entropy_coeff)
-
-
-def _clip_ppo_loss(actor: ProbabilisticActor, cfg: ClippedConfig) -> LossModule:
-    # TorchRL's own PPO loss: the advantage arrives normalised once by the updater,
-    # and the critic is trained by its own loss.
-    return ClipPPOLoss(
-        actor,
-        critic_network=None,
-        clip_epsilon=cfg.clip_epsilon,
-        entropy_bonus=cfg.entropy_coeff > 0,
-        entropy_coeff=cfg.entropy_coeff,
-        normalize_advantage=False,
-        functional=False,
-    )
-
-
-#: The per-agent loss of each on-policy schema. The rest of an algorithm's recipe
-#: (sequential or simultaneous, trust region, per-agent critics) is carried by the
-#: schema class itself (:class:`~harl_torchrl.config.OnPolicyAlgoConfig`).
-ON_POLICY_LOSSES: dict[type[OnPolicyAlgoConfig], Callable[[ProbabilisticActor, Any], LossModule]] = {
-    HAPPOConfig: _happo_loss,
-    HATRPOConfig: _hatrpo_loss,
-    HAA2CConfig: _haa2c_loss,
-    MAPPOConfig: _clip_ppo_loss,
-    IPPOConfig: _clip_ppo_loss,
-}
+from harl_torchrl.objectives import CentralValueLoss, SharedPolicyLoss
+from harl_torchrl.sequential import CriticTrainer, SequentialUpdater, agent_parameters_by_name
+from harl_torchrl.training import flatten_metrics, linear_lr_factor, load_optimizer_keeping_settings
 
 
 def on_policy_config(cfg: Mapping[str, Any] | OnPolicyAlgoConfig) -> OnPolicyAlgoConfig:
@@ -121,32 +65,13 @@ def on_policy_config(cfg: Mapping[str, Any] | OnPolicyAlgoConfig) -> OnPolicyAlg
         False
     """
     algo = cfg if isinstance(cfg, OnPolicyAlgoConfig) else algo_config(cfg)
-    if type(algo) not in ON_POLICY_LOSSES:
+    if not isinstance(algo, OnPolicyAlgoConfig):
+        on_policy = sorted(name for name, schema in ALGO_SCHEMAS.items() if issubclass(schema, OnPolicyAlgoConfig))
         raise ConfigError(
-            f"algo={algo.name} is not an on-policy algorithm of this module (on-policy: "
-            f"{', '.join(sorted(schema.__dataclass_fields__['name'].default for schema in ON_POLICY_LOSSES))}). "
+            f"algo={algo.name} is not an on-policy algorithm of this module (on-policy: {', '.join(on_policy)}). "
             "Fix: choose one of those, or use the off-policy components for it"
         )
     return algo
-
-
-def _policy_trainers(
-    algo: OnPolicyAlgoConfig, losses: Mapping[str, LossModule], chunk_length: int | None
-) -> dict[str, Any]:
-    if isinstance(algo, HATRPOConfig):
-        return {name: TrustRegionTrainer(loss, **algo.trust_region_settings()) for name, loss in losses.items()}
-    assert isinstance(algo, PolicyGradientConfig)  # every other on-policy schema
-    return {
-        name: PolicyTrainer(
-            loss,
-            torch.optim.Adam(loss.parameters(), lr=algo.actor_lr, eps=algo.adam_eps),
-            epochs=algo.epochs,
-            num_minibatches=algo.num_minibatches,
-            max_grad_norm=algo.max_grad_norm,
-            chunk_length=chunk_length,
-        )
-        for name, loss in losses.items()
-    }
 
 
 def build_on_policy_updater(
@@ -200,17 +125,16 @@ def _updater(
     seed: int | None,
     chunk_length: int | None,
 ) -> SequentialUpdater:
-    make_loss = ON_POLICY_LOSSES[type(algo)]
-    losses = {name: make_loss(actor, algo) for name, actor in actors.items()}
+    losses = {name: algo.make_loss(actor) for name, actor in actors.items()}
     if algo.per_agent_critics:
         for name, loss in losses.items():
             loss.set_keys(advantage=(name, "advantage"))
     if algo.share_params:
         # one objective over every agent's samples and one optimiser for the shared weights
-        trainers = _policy_trainers(algo, {"shared": SharedPolicyLoss(losses)}, chunk_length)
+        trainers = {"shared": algo.make_trainer(SharedPolicyLoss(losses), chunk_length)}
     else:
         agent_parameters_by_name(actors)  # refuses parameters shared between agents
-        trainers = _policy_trainers(algo, losses, chunk_length)
+        trainers = {name: algo.make_trainer(loss, chunk_length) for name, loss in losses.items()}
 
     def critic_trainer(loss: CentralValueLoss) -> CriticTrainer:
         return CriticTrainer(
@@ -237,9 +161,13 @@ def _updater(
 
 @dataclass
 class OnPolicyComponents:
-    """Everything an on-policy recipe trains, built by :func:`make_on_policy_components`.
+    """Everything an on-policy run trains, built by :func:`make_on_policy_components`.
+
+    Follows :class:`harl_torchrl.run.Components`: the run loop collects with
+    :attr:`policy` and calls :meth:`train` once per batch.
 
     Attributes:
+        algo: the typed ``algo`` config.
         actors: ``{agent: actor}``.
         policy: the joint policy (every actor; and the critic too when it is
             recurrent, so that its hidden states are recorded) to collect with.
@@ -248,13 +176,17 @@ class OnPolicyComponents:
         critic_losses: ``{name: value loss}`` (``{"central": loss}`` for a
             centralised critic), each with GAE set up.
         updater: the sequential updater holding every loss and optimiser.
+        total_iterations: the run's length in iterations (the horizon of
+            ``algo.lr_decay=linear``), set by :meth:`start`.
     """
 
+    algo: OnPolicyAlgoConfig
     actors: dict[str, ProbabilisticActor]
     policy: nn.Module
     critic: nn.Module
     critic_losses: dict[str, CentralValueLoss]
     updater: SequentialUpdater
+    total_iterations: int = field(default=1)
 
     def compute_advantage(self, batch: TensorDictBase) -> TensorDictBase:
         """Runs every critic and GAE on ``batch`` (in place)."""
@@ -276,6 +208,114 @@ class OnPolicyComponents:
         if not self.recurrent:
             return env
         return TransformedEnv(env, recurrent_env_transforms([self.policy]))
+
+    def start(self, *, frames: int, total_iterations: int) -> None:
+        """Called once before collection: the run's horizon (``lr_decay``'s) and frames so far."""
+        self.total_iterations = max(1, total_iterations)
+
+    def train(self, batch: TensorDictBase, *, frames: int, iteration: int) -> dict[str, float]:
+        """GAE, then one sequential update on ``batch``; returns flat diagnostics.
+
+        Args:
+            batch: ``[num_envs, steps]`` of collected transitions (modified in place:
+                values, advantages and targets are written into it).
+            frames: frames collected including this batch.
+            iteration: this update's number (1-based).
+
+        Returns:
+            ``{"<agent>/loss_objective": ..., "critic/loss_critic": ..., "lr_factor": ...}``.
+        """
+        self.compute_advantage(batch)
+        lr_factor = 1.0
+        if self.algo.lr_decay == "linear":  # the reference's: lr x (1 - i / I) before update i, 0 at the last
+            lr_factor = linear_lr_factor(iteration, self.total_iterations)
+            scale_learning_rates(self.updater, getattr(self.algo, "actor_lr", None), self.algo.critic_lr, lr_factor)
+        return {**flatten_metrics(self.updater.update(batch)), "lr_factor": lr_factor}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Actors, critic (with its value normaliser), every optimiser and the updater's generator."""
+        return {
+            "actors": {name: actor.state_dict() for name, actor in self.actors.items()},
+            "critic": self.critic.state_dict(),
+            "actor_optimizers": _optimizer_states(self.updater.agents),
+            "critic_optimizers": _optimizer_states(_critic_trainers(self.updater)),
+            "updater": self.updater.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restores :meth:`state_dict` in place.
+
+        Optimiser *settings* (learning rate, eps, ...) stay those of the optimisers built
+        for this run, from its config; the checkpoint provides their moments and step
+        counts. So a learning rate accepted at resume (``resume_override=[algo.actor_lr]``)
+        takes effect, and without an override the two are the same anyway.
+
+        Raises:
+            ValueError: the checkpoint's agents differ from the run's.
+        """
+        if set(state["actors"]) != set(self.actors):
+            raise ValueError(
+                f"the checkpoint has agents {sorted(state['actors'])} but this run has {sorted(self.actors)}; "
+                "resume with the same env configuration"
+            )
+        for name, actor in self.actors.items():
+            actor.load_state_dict(state["actors"][name])
+        self.critic.load_state_dict(state["critic"])
+        trainers = ((self.updater.agents, "actor_optimizers"), (_critic_trainers(self.updater), "critic_optimizers"))
+        for group, saved in trainers:
+            for name, trainer in group.items():
+                if getattr(trainer, "optimizer", None) is not None:
+                    load_optimizer_keeping_settings(trainer.optimizer, state[saved][name])
+        self.updater.load_state_dict(state["updater"])
+
+    def describe_state(self) -> list[str]:
+        """Nothing to add to the resume line on-policy."""
+        return []
+
+    def sidecars(self) -> dict[str, Any]:
+        """Large state saved beside the checkpoint: none on-policy."""
+        return {}
+
+
+def scale_learning_rates(updater: SequentialUpdater, actor_lr: float | None, critic_lr: float, factor: float) -> None:
+    """Sets every actor optimiser's learning rate to ``actor_lr * factor`` and the critics' to ``critic_lr * factor``.
+
+    Trust-region trainers (HATRPO) have no optimiser and are skipped; ``actor_lr``
+    may then be ``None``. Only the ``lr`` of each parameter group changes: Adam's
+    moments and step counts are kept.
+
+    Example:
+        >>> from types import SimpleNamespace  # anything with the updater's agents and critic trainers
+        >>> actor = SimpleNamespace(optimizer=torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=5e-4))
+        >>> critic = SimpleNamespace(optimizer=torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=1e-3))
+        >>> scale_learning_rates(SimpleNamespace(agents={"a": actor}, critic=critic), 5e-4, 1e-3, 0.5)
+        >>> actor.optimizer.param_groups[0]["lr"], critic.optimizer.param_groups[0]["lr"]
+        (0.00025, 0.0005)
+    """
+    groups = [(trainer, actor_lr) for trainer in updater.agents.values()]
+    groups += [(trainer, critic_lr) for trainer in _critic_trainers(updater).values()]
+    for trainer, base in groups:
+        optimizer = getattr(trainer, "optimizer", None)
+        if optimizer is None:
+            continue
+        for group in optimizer.param_groups:
+            group["lr"] = base * factor
+
+
+def _critic_trainers(updater: SequentialUpdater) -> dict[str, Any]:
+    critic = updater.critic
+    if critic is None:
+        return {}
+    return dict(critic) if isinstance(critic, Mapping) else {"central": critic}
+
+
+def _optimizer_states(trainers: Mapping[str, Any]) -> dict[str, Any]:
+    """Optimiser states by trainer name (trust-region trainers have none)."""
+    return {
+        name: trainer.optimizer.state_dict()
+        for name, trainer in trainers.items()
+        if getattr(trainer, "optimizer", None) is not None
+    }
 
 
 def _value_loss(critic: nn.Module, algo: OnPolicyAlgoConfig) -> CentralValueLoss:
@@ -367,4 +407,4 @@ def make_on_policy_components(
     if model.recurrent:  # the critic's hidden states must be recorded during collection
         critics_in_order = list(critic.values()) if isinstance(critic, nn.ModuleDict) else [critic]
         policy = TensorDictSequential(policy, *critics_in_order)
-    return OnPolicyComponents(actors, policy.to(device), critic, critic_losses, updater)
+    return OnPolicyComponents(algo, actors, policy.to(device), critic, critic_losses, updater)

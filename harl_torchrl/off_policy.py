@@ -34,6 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import TensorDictModuleBase, TensorDictSequential
 from torch import nn
 from torchrl.data import Bounded, Unbounded
+from torchrl.envs import EnvBase
 from torchrl.objectives import LossModule, SoftUpdate
 
 from harl_torchrl.config import algo_config, model_config
@@ -51,8 +52,9 @@ from harl_torchrl.modules import (
     make_joint_q_critic,
     observation_critic_inputs,
 )
+from harl_torchrl.replay import make_replay_buffer
 from harl_torchrl.sequential import ActorTrainer, DelayedUpdates, SequentialActorStep
-from harl_torchrl.training import load_optimizer_keeping_settings
+from harl_torchrl.training import flatten_metrics, load_optimizer_keeping_settings
 
 
 class OffPolicyUpdater:
@@ -151,8 +153,41 @@ class OffPolicyUpdater:
 
 
 @dataclass
+class OffPolicyParts:
+    """What an off-policy family's builder returns.
+
+    See :meth:`~harl_torchrl.config.off_policy.OffPolicyAlgoConfig.build_parts`.
+
+    Attributes:
+        actors: ``{agent: actor}`` (HAD3QN: ``{agent: dueling Q-net}``), on the device.
+        critic: the critic module.
+        critic_loss: the critic's TD loss (``loss_qvalue``), holding the critic's target.
+        actor_step: the (sequential) actor step.
+        policy: the actors followed by their exploration module.
+        modules: every further stateful module by name, for checkpoints.
+        optimizers: every actor-side optimiser by name, for checkpoints.
+        target_updaters: Polyak updaters stepped after each actor step.
+        critic_temperature: HASAC's critic temperature step, or ``None``.
+    """
+
+    actors: dict[str, TensorDictModuleBase]
+    critic: nn.Module
+    critic_loss: LossModule
+    actor_step: Any
+    policy: TensorDictSequential
+    modules: dict[str, nn.Module]
+    optimizers: dict[str, torch.optim.Optimizer]
+    target_updaters: list[SoftUpdate]
+    critic_temperature: Any | None = None
+
+
+@dataclass
 class OffPolicyComponents:
-    """Everything an off-policy recipe trains, built by :func:`make_off_policy_components`.
+    """Everything an off-policy run trains, built by :func:`make_off_policy_components`.
+
+    Follows :class:`harl_torchrl.run.Components`: the run loop collects with
+    :attr:`policy` and calls :meth:`train` once per batch, which stores the batch and
+    takes the gradient steps it is owed.
 
     Attributes:
         algo: the typed ``algo`` config.
@@ -163,6 +198,9 @@ class OffPolicyComponents:
             policy, which evaluation uses.
         warmup: the random warm-up switch (set ``warmup.active``).
         updater: the gradient step.
+        buffer: the n-step replay buffer.
+        owed_updates: the fraction of a gradient step carried to the next batch
+            (``algo.updates_per_step`` need not be an integer).
     """
 
     algo: OffPolicyAlgoConfig
@@ -171,15 +209,70 @@ class OffPolicyComponents:
     policy: TensorDictSequential
     warmup: RandomWarmup
     updater: OffPolicyUpdater
+    buffer: Any
+    owed_updates: float = 0.0
+
+    def prepare_env(self, env: EnvBase) -> EnvBase:
+        """The env as it is (the off-policy networks are feed-forward)."""
+        return env
+
+    def start(self, *, frames: int, total_iterations: int) -> None:
+        """Called once before collection: random warm-up while ``frames < algo.warmup_steps``."""
+        self.warmup.active = frames < self.algo.warmup_steps
+
+    def train(self, batch: TensorDictBase, *, frames: int, iteration: int) -> dict[str, float]:
+        """Stores ``batch``, then takes the gradient steps owed (the reference's UTD).
+
+        ``algo.updates_per_step`` gradient steps per vector step, once ``frames`` exceed
+        ``algo.warmup_steps`` and the buffer holds a minibatch.
+
+        Args:
+            batch: ``[num_envs, steps]`` of collected transitions.
+            frames: frames collected including this batch.
+            iteration: this iteration's number (1-based).
+
+        Returns:
+            The last gradient step's flat diagnostics (the last actor step's per agent),
+            ``gradient_steps`` and ``buffer_size``.
+        """
+        algo = self.algo
+        self.buffer.extend(batch)
+        latest = TensorDict({}, batch_size=[])
+        if frames > algo.warmup_steps and len(self.buffer) >= algo.batch_size:
+            self.owed_updates += algo.updates_per_step * algo.train_interval
+            steps = int(self.owed_updates)
+            self.owed_updates -= steps
+            for _ in range(steps):
+                latest.update(self.updater.step(self.buffer.sample(algo.batch_size)))  # keeps the last actor step's
+        self.warmup.active = frames < algo.warmup_steps  # for the next batch
+        return {
+            **flatten_metrics(latest),
+            "gradient_steps": self.updater.gradient_steps,
+            "buffer_size": len(self.buffer),
+        }
 
     def state_dict(self) -> dict[str, Any]:
-        """The updater's state plus the exploration modules' buffers."""
-        return {"updater": self.updater.state_dict(), "policy": self.policy.state_dict()}
+        """The updater's state, the exploration modules' buffers, and the owed fraction of a step."""
+        return {
+            "components": {"updater": self.updater.state_dict(), "policy": self.policy.state_dict()},
+            "owed_updates": self.owed_updates,
+        }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict` in place."""
-        self.updater.load_state_dict(state["updater"])
-        self.policy.load_state_dict(state["policy"])
+        """Restores :meth:`state_dict` in place, and the replay buffer where ``state`` has one (``"replay"``)."""
+        self.updater.load_state_dict(state["components"]["updater"])
+        self.policy.load_state_dict(state["components"]["policy"])
+        self.owed_updates = float(state["owed_updates"])
+        if "replay" in state:
+            self.buffer.load_state_dict(state["replay"])
+
+    def describe_state(self) -> list[str]:
+        """The replay buffer's fill after a resume."""
+        return [f"{len(self.buffer)} transitions in the buffer" if len(self.buffer) else "an empty buffer (none saved)"]
+
+    def sidecars(self) -> dict[str, Any]:
+        """The replay buffer, saved beside the checkpoint (atomically, with its own checksum)."""
+        return {"replay": self.buffer.state_dict()}
 
 
 def _mask_keys(env) -> dict[str, str]:
@@ -220,7 +313,8 @@ def _optimizer(params, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(params, lr=lr, foreach=True)
 
 
-def _deterministic(algo: DeterministicConfig, net: dict, model, env, specs, seed, device) -> tuple:
+def build_deterministic(algo: DeterministicConfig, net: dict, model, env, specs, seed, device) -> OffPolicyParts:
+    """Deterministic actors, a (twin) joint Q critic, target actions with smoothing, the sequential actor step."""
     from harl_torchrl.objectives import DeterministicActorLoss, JointQLoss, TargetActions
 
     actors = {agent: actor.to(device) for agent, actor in make_deterministic_actors(env, **net).items()}
@@ -241,10 +335,11 @@ def _deterministic(algo: DeterministicConfig, net: dict, model, env, specs, seed
     modules = {"target_actions": targets, "actors": nn.ModuleDict(actors)}
     optimizers = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
     updaters = [SoftUpdate(q_loss, tau=algo.tau), SoftUpdate(targets, tau=algo.tau)]
-    return actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters, None
+    return OffPolicyParts(actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters)
 
 
-def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple:
+def build_soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> OffPolicyParts:
+    """Soft actors, a twin soft joint Q critic, per-agent and critic temperatures, the sequential actor step."""
     from harl_torchrl.modules.soft_actors import make_soft_actors
     from harl_torchrl.objectives import JointQLoss
     from harl_torchrl.objectives.soft_actor import SoftActorLoss, SoftNextActions
@@ -254,8 +349,8 @@ def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple
         env,
         hidden_sizes=net["hidden_sizes"],
         activation=net["activation"],
-        feature_norm=model.get("feature_norm", True),
-        output_gain=model.get("output_gain", 0.01),
+        feature_norm=model.feature_norm,
+        output_gain=model.output_gain,
     )
     actors = {agent: actor.to(device) for agent, actor in actors.items()}
     critic = make_joint_q_critic(env, num_qvalue=algo.num_qvalue, **net).to(device)
@@ -301,7 +396,7 @@ def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple
     if critic_step.optimizer is not None:
         optimizers["alpha/critic"] = critic_step.optimizer
     updaters = [SoftUpdate(q_loss, tau=algo.tau)]
-    return (
+    return OffPolicyParts(
         actors,
         critic,
         q_loss,
@@ -310,19 +405,21 @@ def _soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> tuple
         modules,
         optimizers,
         updaters,
-        (critic_step if algo.auto_alpha else None),
+        critic_step if algo.auto_alpha else None,
     )
 
 
-def _d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -> tuple:
+def build_d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -> OffPolicyParts:
+    """Dueling agent Q-nets distilled from a dueling joint-action critic, the sequential best response."""
     from harl_torchrl.modules.dueling import make_dueling_agent_qnets, make_joint_dueling_critic
-    from harl_torchrl.objectives.d3qn import HAD3QNActorStep, HAD3QNAgentLoss, HAD3QNCriticLoss
+    from harl_torchrl.objectives.d3qn import HAD3QNAgentLoss, HAD3QNCriticLoss
+    from harl_torchrl.sequential import HAD3QNActorStep
 
     dueling = {
         "hidden_sizes": net["hidden_sizes"],
         "head_hidden_sizes": list(algo.dueling_hidden_sizes),
         "activation": net["activation"],
-        "feature_norm": model.get("feature_norm", True),
+        "feature_norm": model.feature_norm,
     }
     qnets = {agent: qnet.to(device) for agent, qnet in make_dueling_agent_qnets(env, **dueling).items()}
     agent_losses = {agent: HAD3QNAgentLoss(agent, qnet, distill=str(algo.distill)) for agent, qnet in qnets.items()}
@@ -344,7 +441,7 @@ def _d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -> tup
     modules = {"agent_losses": nn.ModuleDict(agent_losses)}
     updaters = [SoftUpdate(q_loss, tau=algo.tau), *(SoftUpdate(loss, tau=algo.tau) for loss in agent_losses.values())]
     named = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
-    return qnets, critic, q_loss, actor_step, policy, modules, named, updaters, None
+    return OffPolicyParts(qnets, critic, q_loss, actor_step, policy, modules, named, updaters)
 
 
 def make_off_policy_components(
@@ -389,30 +486,22 @@ def make_off_policy_components(
     check_action_space(algo, env)
     specs = action_specs(env)
     net = {"hidden_sizes": list(model.hidden_sizes), "activation": str(model.activation), "layer_norm": algo.layer_norm}
-    if isinstance(algo, DeterministicConfig):
-        builder = _deterministic
-    elif isinstance(algo, SoftConfig):
-        builder = _soft
-    elif isinstance(algo, HAD3QNConfig):
-        builder = _d3qn
-    else:  # pragma: no cover - every registered off-policy schema is one of the above
-        raise ConfigError(f"no components builder for algo.name={algo.name}")
     # networks are moved to the device as they are built, before any loss wraps their parameters
-    built = builder(algo, net, model, env, specs, seed, torch.device(device))
-    actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters, critic_temperature = built
+    parts = algo.build_parts(net, model, env, specs, seed, torch.device(device))
     warmup = RandomWarmup(specs, _mask_keys(env))
-    policy = TensorDictSequential(policy, warmup).to(device)
-    for module in (q_loss, *modules.values()):
+    policy = TensorDictSequential(parts.policy, warmup).to(device)
+    for module in (parts.critic_loss, *parts.modules.values()):
         module.to(device)  # the losses' own buffers (bounds, gamma); parameters are there already
     updater = OffPolicyUpdater(
-        q_loss,
-        _optimizer(q_loss.parameters(), algo.critic_lr),
-        actor_step,
+        parts.critic_loss,
+        _optimizer(parts.critic_loss.parameters(), algo.critic_lr),
+        parts.actor_step,
         delay=DelayedUpdates(getattr(algo, "policy_freq", 1)),
-        target_updaters=updaters,
-        critic_temperature=critic_temperature,
-        optimizers=optimizers,
-        modules=modules,
+        target_updaters=parts.target_updaters,
+        critic_temperature=parts.critic_temperature,
+        optimizers=parts.optimizers,
+        modules=parts.modules,
         max_grad_norm=algo.max_grad_norm,
     )
-    return OffPolicyComponents(algo, dict(actors), critic, policy, warmup, updater)
+    buffer = make_replay_buffer(env, algo.buffer_size, n_steps=algo.n_step, gamma=algo.gamma, device=device)
+    return OffPolicyComponents(algo, dict(parts.actors), parts.critic, policy, warmup, updater, buffer)

@@ -12,6 +12,7 @@ final deterministic evaluation.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,12 @@ import torch
 from tensordict.nn import TensorDictModuleBase
 from torchrl.envs import EnvBase
 
-from harl_torchrl.config import env_config
+from harl_torchrl.config import algo_config, env_config, model_config
 from harl_torchrl.config.base import EnvConfig
 from harl_torchrl.envs import make_env
 from harl_torchrl.rollout_state import restore_rollout_state
-from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint, set_rng_state
+from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint
+from harl_torchrl.utils.rng import set_rng_state
 
 
 @dataclass
@@ -61,7 +63,7 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
     """Builds the joint policy a checkpoint holds and loads its weights.
 
     Args:
-        path: a ``checkpoint.pt`` written by ``recipes/train.py`` (either loop).
+        path: a ``checkpoint.pt`` written by the run loop (``harl-train``, ``recipes/train.py``).
         device: where the networks live.
 
     Raises:
@@ -81,36 +83,17 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
         raise CheckpointError(f"checkpoint {path}: it records no run config (not written by a training loop)")
     env_cfg = env_config(config["env"])
     env = make_env(replace(env_cfg, num_envs=1), seed=0, device=device)  # specs for building the networks
-    kind = meta.get("kind", "on_policy")
     try:
-        if kind == "off_policy":
-            policy, agents, prepare = _off_policy(config, env, state, device)
-        else:
-            policy, agents, prepare = _on_policy(config, env, state, device)
+        # the registry builds what the checkpoint's algorithm trains; its state holds the weights
+        components = algo_config(config["algo"]).build(env, model_config(config["model"]), device=device, seed=0)
+        components.load_state_dict(state)
+        components.start(frames=sys.maxsize, total_iterations=1)  # acts as after training: no random warm-up
     except (ValueError, RuntimeError, KeyError, TypeError) as err:
         first = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"checkpoint {path}: its networks do not fit its own config ({first})") from None
+    policy, agents, prepare = components.policy, list(components.actors), components.prepare_env
     env.close()
     return TrainedPolicy(path, dict(meta), env_cfg, policy, agents, state, prepare)
-
-
-def _on_policy(config: dict[str, Any], env: EnvBase, state: dict[str, Any], device: Any) -> tuple:
-    from harl_torchrl.algorithms import make_on_policy_components
-
-    parts = make_on_policy_components(config["algo"], config["model"], env, device=device, seed=0)
-    for name, actor in parts.actors.items():
-        actor.load_state_dict(state["actors"][name])
-    parts.critic.load_state_dict(state["critic"])
-    return parts.policy, list(parts.actors), parts.prepare_env
-
-
-def _off_policy(config: dict[str, Any], env: EnvBase, state: dict[str, Any], device: Any) -> tuple:
-    from harl_torchrl.off_policy import make_off_policy_components
-
-    parts = make_off_policy_components(config["algo"], config["model"], env, device=device, seed=0)
-    parts.load_state_dict(state["components"])
-    parts.warmup.active = False
-    return parts.policy, list(parts.actors), lambda env: env
 
 
 def make_eval_env(

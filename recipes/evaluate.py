@@ -4,130 +4,17 @@
     python recipes/evaluate.py checkpoint=<path> episodes=100 deterministic=false seed=3
     python recipes/evaluate.py checkpoint=<path> video=true video_episodes=2   # MP4 + GIF, headless
 
-Everything is rebuilt from what the checkpoint records (its algorithm, env and model
-config: see docs/checkpoints.rst), so no training override needs retyping. Each of
-``episodes`` env copies plays one episode; printed: the team return and every agent's
-(mean, std, min, max over episodes) and the episode length. With ``episodes`` unset (or
-equal to the training run's ``eval.episodes``) and ``deterministic=true``, the training
-run's saved evaluation env and random streams are restored, so the first figures
-reproduce the run's final deterministic evaluation exactly.
-
-With ``video=true`` the first ``video_episodes`` episodes are then played again, each on a
-one-copy env (seeds ``seed``, ``seed + 1``, ...), drawn offscreen (VMAS, MPE, MaMuJoCo:
-see :mod:`harl_torchrl.video`) and written as one MP4 and a GIF beside it, by default
-``<checkpoint dir>/videos/eval_<frames>.mp4`` (the ``video`` extra).
+The same as the ``harl-evaluate`` command. What happens is in
+:func:`harl_torchrl.run.evaluate.evaluate_checkpoint`: everything is rebuilt from what
+the checkpoint records (its algorithm, env and model config), so no training override
+needs retyping; with ``episodes`` unset and ``deterministic=true`` the first figures
+reproduce the training run's final deterministic evaluation exactly.
 """
 
-from __future__ import annotations
-
-import json
 import sys
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
-import hydra
-from hydra.core.config_store import ConfigStore
-from omegaconf import OmegaConf
-
-from harl_torchrl.errors import ConfigError, MissingDependencyError
-from harl_torchrl.evaluation import episode_returns
-from harl_torchrl.trained import load_trained, make_eval_env
-from harl_torchrl.utils.checkpoint import CheckpointError
-from harl_torchrl.utils.device import resolve_device
-from harl_torchrl.video import record_episode, write_video
-
-
-@dataclass
-class EvaluateConfig:
-    """``python recipes/evaluate.py`` settings (all ``key=value``)."""
-
-    checkpoint: str = "???"  # the checkpoint.pt to evaluate (required)
-    episodes: int | None = None  # env copies, one episode each; null: the training run's eval.episodes
-    deterministic: bool = True  # mode actions; false samples from the policy
-    seed: int = 1  # env seed when no saved evaluation state is restored
-    device: str = "cpu"
-    json_out: str | None = None  # also write the figures to this JSON file
-    video: bool = False  # also record the first episodes as MP4 (and GIF)
-    video_episodes: int = 1  # episodes in the video, one after another
-    video_path: str | None = None  # null: <checkpoint dir>/videos/eval_<frames>.mp4
-    video_fps: int = 20
-
-
-ConfigStore.instance().store(name="evaluate", node=EvaluateConfig)
-
-
-def _stats(values) -> dict[str, float]:
-    values = values.float()
-    return {
-        "mean": values.mean().item(),
-        "std": values.std(correction=0).item(),
-        "min": values.min().item(),
-        "max": values.max().item(),
-    }
-
-
-def run(cfg: EvaluateConfig | Any) -> dict[str, Any]:
-    """Evaluates ``cfg.checkpoint``; returns ``{"team": stats, <agent>: stats, "length": stats, ...}``."""
-    if cfg.episodes is not None and int(cfg.episodes) < 1:
-        raise ConfigError(f"episodes={cfg.episodes}: must be >= 1 (or null for the training run's eval.episodes)")
-    if cfg.video and (int(cfg.video_episodes) < 1 or int(cfg.video_fps) < 1):
-        raise ConfigError(
-            f"video_episodes={cfg.video_episodes}, video_fps={cfg.video_fps}: both must be >= 1. Fix: video_episodes=1"
-        )
-    device = resolve_device(cfg.device)
-    trained = load_trained(cfg.checkpoint, device)
-    env, restored = make_eval_env(
-        trained, cfg.episodes, seed=int(cfg.seed), device=device, restore=bool(cfg.deterministic)
-    )
-    steps = trained.env_config.max_steps or 1000
-    returns = episode_returns(env, trained.policy, steps, deterministic=bool(cfg.deterministic))
-    env.close()
-    figures = {name: _stats(values) for name, values in returns.items()}
-    figures["episodes"] = int(returns["team"].numel())
-    figures["restored_eval_state"] = restored
-    env_name = f"{trained.env_config.family}/{trained.env_config.scenario}"
-    print(f"{trained.algorithm} on {env_name}, {trained.meta.get('frames', 0):,} frames: {cfg.checkpoint}")
-    mode = "deterministic" if cfg.deterministic else "stochastic"
-    state = "the training run's saved evaluation state" if restored else f"fresh episodes (seed {cfg.seed})"
-    print(f"{figures['episodes']} {mode} episodes from {state}")
-    print(f"  {'':<12} {'mean':>10} {'std':>10} {'min':>10} {'max':>10}")
-    for name in ["team", *trained.agents, "length", "won", "scored"]:  # SMAX's win / football's goal rate (0/1)
-        if name in figures:
-            s = figures[name]
-            print(f"  {name:<12} {s['mean']:>10.3f} {s['std']:>10.3f} {s['min']:>10.3f} {s['max']:>10.3f}")
-    if cfg.video:
-        figures["video"] = [str(p) for p in _record(cfg, trained, steps, device)]
-        print(f"  video: {', '.join(figures['video'])}")
-    if cfg.json_out:
-        Path(cfg.json_out).write_text(json.dumps(figures, indent=2))
-    return figures
-
-
-def _record(cfg: Any, trained: Any, steps: int, device: Any) -> list[Path]:
-    """Plays ``cfg.video_episodes`` episodes on one-copy envs and writes them as one MP4 and a GIF."""
-    frames = []
-    for i in range(int(cfg.video_episodes)):
-        env, _ = make_eval_env(trained, 1, seed=int(cfg.seed) + i, device=device, restore=False)
-        frames += record_episode(env, trained.policy, steps, deterministic=bool(cfg.deterministic))
-        env.close()
-    frames_trained = int(trained.meta.get("frames", 0))
-    path = Path(cfg.video_path or Path(cfg.checkpoint).parent / "videos" / f"eval_{frames_trained}.mp4")
-    return write_video(frames, path, fps=int(cfg.video_fps))
-
-
-@hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
-def main(cfg) -> None:
-    """Hydra entry point: ``python recipes/evaluate.py checkpoint=<path> [episodes=N] ...``."""
-    if OmegaConf.is_missing(cfg, "checkpoint"):
-        sys.exit("error: checkpoint=<path to checkpoint.pt> is required")
-    try:
-        run(cfg)
-    except (ConfigError, CheckpointError, MissingDependencyError) as err:
-        sys.exit(f"error: {err}")
-
+from harl_torchrl.run.cli import evaluate
 
 if __name__ == "__main__":
-    # evaluation writes nothing of Hydra's own (no run dir, no .hydra/ config copy)
-    sys.argv += ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"]
-    main()
+    sys.argv[0] = "recipes/evaluate.py"
+    evaluate()

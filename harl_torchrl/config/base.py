@@ -17,7 +17,7 @@ import sys
 import types
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
@@ -29,6 +29,9 @@ from omegaconf.errors import (
 )
 
 from harl_torchrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torchrl.envs import EnvBase
 
 G = TypeVar("G", bound="GroupConfig")
 
@@ -190,6 +193,21 @@ class GroupConfig:
     def default(self, name: str) -> Any:
         """The schema's default for field ``name`` (``dataclasses.MISSING`` if none)."""
         return self._default(name)
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default as a plain value (enums as strings); fields without one are left out.
+
+        Where code outside the config (e.g. the env classes' keyword arguments) takes its
+        defaults from, so that each default is written once: in its schema.
+
+        Example:
+            >>> from harl_torchrl.config import PettingZooEnvConfig
+            >>> PettingZooEnvConfig.defaults()["max_steps"], PettingZooEnvConfig.defaults()["num_envs"]
+            (25, 32)
+        """
+        fields = dataclasses.fields(cls)
+        return {f.name: config_to_dict(cls._default(f.name)) for f in fields if _has_default(cls, f.name)}
 
     def fail(self, name: str, problem: str, fix: str | None = None) -> ConfigError:
         """The error for field ``name``: ``"<group>.<name> <problem>, got <value>. <fix>"``.
@@ -414,6 +432,36 @@ class AlgoConfig(GroupConfig):
                 group-validated.
         """
 
+    # ----------------------------------------------------- what the run loop asks
+    def effective_num_envs(self, run: Any) -> int:
+        """The training sub-environments: ``env.num_envs`` unless the algorithm sets its own."""
+        return run.env.num_envs
+
+    def rollout_steps(self, run: Any) -> int:
+        """Vector steps collected per iteration: ``collector.rollout_steps`` unless the algorithm sets its own."""
+        return run.collector.rollout_steps
+
+    def checkpoint_iterations(self, frames_per_batch: int) -> int:
+        """Iterations between checkpoints when ``checkpoint.interval`` is ``null``."""
+        return 10
+
+    def build(self, env: Any, model: Any, *, device: Any = "cpu", seed: int | None = None) -> Any:
+        """Builds this algorithm's training components for ``env``: the registry's one entry.
+
+        The run loop (:func:`harl_torchrl.run.run`) calls this and nothing else of
+        the algorithm; the result follows :class:`harl_torchrl.run.Components`.
+        A new algorithm registers its schema (:func:`~harl_torchrl.config.register_algo`)
+        and overrides this method (importing its builder inside it, so that the
+        config stays free of torch).
+
+        Args:
+            env: the training env (built by the run loop).
+            model: the typed ``model`` group.
+            device: where the networks live.
+            seed: seed of the algorithm's own generators (agent order).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not build components (override build())")
+
 
 @dataclasses.dataclass
 class EnvConfig(GroupConfig):
@@ -442,6 +490,24 @@ class EnvConfig(GroupConfig):
     def describe(cls) -> str:
         """How errors name this schema, e.g. ``"env.family=vmas"``."""
         return f"env.family={cls.__dataclass_fields__['family'].default}"
+
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """Builds the env these settings describe: one group per agent, team signals at the root.
+
+        Each family's schema implements it, importing its env module inside, so that the
+        config stays light (no torch, no optional package until an env is built).
+
+        Args:
+            num_envs: parallel sub-environments; ``None``: :attr:`num_envs` (evaluation
+                envs ask for their own number).
+            seed: the env's seed; ``None``: not seeded.
+            device: where the env runs.
+
+        Raises:
+            ConfigError: an unknown scenario or scenario keyword.
+            MissingDependencyError: the family's optional packages are not installed.
+        """
+        raise NotImplementedError(f"{type(self).__name__} builds no env (override make())")
 
 
 @dataclasses.dataclass

@@ -2,7 +2,7 @@ r"""Schemas of the off-policy ``algo`` group: HADDPG, HATD3, HASAC, HAD3QN and M
 
 Each field's default is the value in ``harl_torchrl/conf/algo/<name>.yaml``: the reference
 implementation's (``harl/configs/algos_cfgs/*.yaml`` and its tuned MPE configs). The
-loop (``recipes/train_off_policy.py``) collects ``algo.train_interval`` vector steps
+run loop (:func:`harl_torchrl.run.run`) collects ``algo.train_interval`` vector steps
 of ``algo.num_envs`` sub-environments per iteration, then takes
 ``algo.updates_per_step * algo.train_interval`` gradient steps on minibatches of
 ``algo.batch_size`` (the reference's UTD: one gradient step per vector step).
@@ -62,11 +62,14 @@ class OffPolicyAlgoConfig(AlgoConfig):
         layer_norm: LayerNorm trunks (``false``: the reference's plain MLPs).
         action_space: class constant: ``continuous``, ``discrete`` or ``any``.
         num_qvalue: class constant: critic heads (twin Q = 2).
+        checkpoint_frames: class constant: frames between checkpoints when
+            ``checkpoint.interval`` is ``null`` (each also writes the replay buffer).
     """
 
     kind: ClassVar[str] = "off_policy"
     action_space: ClassVar[str] = "continuous"
     num_qvalue: ClassVar[int] = 2
+    checkpoint_frames: ClassVar[int] = 100_000
 
     num_envs: int | None = 20
     train_interval: int = 50
@@ -105,6 +108,33 @@ class OffPolicyAlgoConfig(AlgoConfig):
     def effective_num_envs(self, run: Any) -> int:
         """The training sub-environments: ``algo.num_envs``, else ``env.num_envs``."""
         return self.num_envs if self.num_envs is not None else run.env.num_envs
+
+    def rollout_steps(self, run: Any) -> int:
+        """Vector steps collected per iteration: ``algo.train_interval``."""
+        return self.train_interval
+
+    def checkpoint_iterations(self, frames_per_batch: int) -> int:
+        """Every :attr:`checkpoint_frames` frames (100 iterations of the reference's 1,000)."""
+        return max(1, -(-self.checkpoint_frames // max(1, frames_per_batch)))
+
+    def build(self, env: Any, model: Any, *, device: Any = "cpu", seed: int | None = None) -> Any:
+        """:func:`~harl_torchrl.off_policy.make_off_policy_components` for this schema."""
+        from harl_torchrl.off_policy import make_off_policy_components
+
+        return make_off_policy_components(self, model, env, device=device, seed=seed)
+
+    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
+        """This family's networks, losses and actor step (an :class:`~harl_torchrl.off_policy.OffPolicyParts`).
+
+        Args:
+            net: ``hidden_sizes``, ``activation`` and ``layer_norm`` of the networks.
+            model: the typed ``model`` group.
+            env: the training env (one group per agent).
+            specs: every agent's action spec.
+            seed: seed of the agent-order generator.
+            device: where the networks live.
+        """
+        raise NotImplementedError(f"{type(self).__name__} builds no networks (override build_parts())")
 
     def validate_run(self, run: Any) -> None:
         """A feed-forward model, a supported action space, workers dividing the sub-environments.
@@ -161,6 +191,12 @@ class DeterministicConfig(OffPolicyAlgoConfig):
         super().validate()
         self.require_non_negative("exploration_noise", "policy_noise", "noise_clip")
         self.require_positive("policy_freq")
+
+    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
+        """:func:`~harl_torchrl.off_policy.build_deterministic`."""
+        from harl_torchrl.off_policy import build_deterministic
+
+        return build_deterministic(self, net, model, env, specs, seed, device)
 
 
 @register_algo
@@ -235,6 +271,12 @@ class SoftConfig(OffPolicyAlgoConfig):
         super().validate()
         self.require_positive("alpha", "alpha_lr")
 
+    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
+        """:func:`~harl_torchrl.off_policy.build_soft`."""
+        from harl_torchrl.off_policy import build_soft
+
+        return build_soft(self, net, model, env, specs, seed, device)
+
 
 @register_algo
 @dataclass
@@ -279,3 +321,9 @@ class HAD3QNConfig(OffPolicyAlgoConfig):
         """Also ``epsilon`` in [0, 1]."""
         super().validate()
         self.require_in("epsilon", 0.0, 1.0)
+
+    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
+        """:func:`~harl_torchrl.off_policy.build_d3qn`."""
+        from harl_torchrl.off_policy import build_d3qn
+
+        return build_d3qn(self, net, model, env, specs, seed, device)

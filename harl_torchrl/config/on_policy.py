@@ -87,6 +87,20 @@ class OnPolicyAlgoConfig(AlgoConfig):
         """The fields that split the batch into minibatches (checked against the batch size)."""
         return ("critic_num_minibatches",)
 
+    def build(self, env: Any, model: Any, *, device: Any = "cpu", seed: int | None = None) -> Any:
+        """:func:`~harl_torchrl.algorithms.make_on_policy_components` for this schema."""
+        from harl_torchrl.algorithms import make_on_policy_components
+
+        return make_on_policy_components(self, model, env, device=device, seed=seed)
+
+    def make_loss(self, actor: Any) -> Any:
+        """The per-agent policy loss of this algorithm for ``actor`` (a TorchRL ``LossModule``)."""
+        raise NotImplementedError(f"{type(self).__name__} names no per-agent loss (override make_loss())")
+
+    def make_trainer(self, loss: Any, chunk_length: int | None) -> Any:
+        """The per-agent trainer that optimises ``loss`` (see :mod:`harl_torchrl.sequential`)."""
+        raise NotImplementedError(f"{type(self).__name__} names no trainer (override make_trainer())")
+
     def validate_run(self, run: Any) -> None:
         """Each ``*num_minibatches`` is at most the number of samples the trainers split.
 
@@ -135,6 +149,21 @@ class PolicyGradientConfig(OnPolicyAlgoConfig):
         """Actor and critic minibatches."""
         return ("num_minibatches", "critic_num_minibatches")
 
+    def make_trainer(self, loss: Any, chunk_length: int | None) -> Any:
+        """Minibatch Adam epochs over the batch (:class:`~harl_torchrl.sequential.PolicyTrainer`)."""
+        import torch
+
+        from harl_torchrl.sequential import PolicyTrainer
+
+        return PolicyTrainer(
+            loss,
+            torch.optim.Adam(loss.parameters(), lr=self.actor_lr, eps=self.adam_eps),
+            epochs=self.epochs,
+            num_minibatches=self.num_minibatches,
+            max_grad_norm=self.max_grad_norm,
+            chunk_length=chunk_length,
+        )
+
 
 @dataclass
 class ClippedConfig(PolicyGradientConfig):
@@ -151,6 +180,24 @@ class ClippedConfig(PolicyGradientConfig):
         super().validate()
         self.require_positive("clip_epsilon")
 
+    def make_loss(self, actor: Any) -> Any:
+        """TorchRL's own ``ClipPPOLoss`` (the baselines; HAPPO overrides it).
+
+        The advantage arrives normalised once by the updater, and the critic is
+        trained by its own loss.
+        """
+        from torchrl.objectives import ClipPPOLoss
+
+        return ClipPPOLoss(
+            actor,
+            critic_network=None,
+            clip_epsilon=self.clip_epsilon,
+            entropy_bonus=self.entropy_coeff > 0,
+            entropy_coeff=self.entropy_coeff,
+            normalize_advantage=False,
+            functional=False,
+        )
+
 
 @register_algo
 @dataclass
@@ -159,6 +206,12 @@ class HAPPOConfig(ClippedConfig):
 
     name: str = "happo"
 
+    def make_loss(self, actor: Any) -> Any:
+        """:class:`~harl_torchrl.objectives.HAPPOLoss`."""
+        from harl_torchrl.objectives import HAPPOLoss
+
+        return HAPPOLoss(actor, clip_epsilon=self.clip_epsilon, entropy_coeff=self.entropy_coeff)
+
 
 @register_algo
 @dataclass
@@ -166,6 +219,12 @@ class HAA2CConfig(PolicyGradientConfig):
     """HAA2C (``harl_torchrl/conf/algo/haa2c.yaml``): sequential unclipped importance-weighted updates."""
 
     name: str = "haa2c"
+
+    def make_loss(self, actor: Any) -> Any:
+        """:class:`~harl_torchrl.objectives.HAA2CLoss`."""
+        from harl_torchrl.objectives import HAA2CLoss
+
+        return HAA2CLoss(actor, entropy_coeff=self.entropy_coeff)
 
 
 @register_algo
@@ -230,3 +289,15 @@ class HATRPOConfig(OnPolicyAlgoConfig):
         """The keyword arguments of :class:`~harl_torchrl.sequential.TrustRegionTrainer`."""
         keys = ("max_kl", "cg_iterations", "damping", "line_search_steps", "shrink", "accept_ratio", "fisher_fraction")
         return {key: getattr(self, key) for key in keys}
+
+    def make_loss(self, actor: Any) -> Any:
+        """:class:`~harl_torchrl.objectives.HATRPOLoss`."""
+        from harl_torchrl.objectives import HATRPOLoss
+
+        return HATRPOLoss(actor, kl_type=str(self.kl_type), entropy_coeff=self.entropy_coeff)
+
+    def make_trainer(self, loss: Any, chunk_length: int | None) -> Any:
+        """One natural-gradient step per agent (:class:`~harl_torchrl.sequential.TrustRegionTrainer`)."""
+        from harl_torchrl.sequential import TrustRegionTrainer
+
+        return TrustRegionTrainer(loss, **self.trust_region_settings())

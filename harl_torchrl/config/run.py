@@ -74,17 +74,16 @@ class CheckpointConfig(GroupConfig):
 
     Attributes:
         interval: iterations between checkpoints (0: only the final one); ``None``
-            (default): every :attr:`ON_POLICY_ITERATIONS` iterations on-policy (40k frames
-            with the default rollouts), every :attr:`OFF_POLICY_FRAMES` frames off-policy
-            (100 iterations of the reference's 1,000), where each checkpoint also writes
-            the replay buffer (about 1 KB per MPE transition: 1 GB when full).
+            (default): the algorithm's own cadence
+            (:meth:`~harl_torchrl.config.AlgoConfig.checkpoint_iterations`): every 10
+            iterations on-policy (40k frames with the default rollouts), every 100k frames
+            off-policy (100 iterations of the reference's 1,000), where each checkpoint
+            also writes the replay buffer (about 1 KB per MPE transition: 1 GB when full).
         replay_buffer: off-policy runs: save the replay buffer with each checkpoint (a
             sidecar file); ``false``: networks and counters only, a resumed run refills it.
     """
 
     group: ClassVar[str] = "checkpoint"
-    ON_POLICY_ITERATIONS: ClassVar[int] = 10
-    OFF_POLICY_FRAMES: ClassVar[int] = 100_000
     interval: int | None = None
     replay_buffer: bool = True
 
@@ -93,18 +92,14 @@ class CheckpointConfig(GroupConfig):
         if self.interval is not None:
             self.require_non_negative("interval")
 
-    def every(self, frames_per_iteration: int, *, off_policy: bool) -> int:
-        """Iterations between checkpoints (0: only the final one), resolving ``interval=None``.
+    def every(self, default: int) -> int:
+        """Iterations between checkpoints (0: only the final one): ``interval``, else ``default``.
 
         Example:
-            >>> CheckpointConfig().every(1000, off_policy=True), CheckpointConfig().every(4000, off_policy=False)
-            (100, 10)
+            >>> CheckpointConfig().every(10), CheckpointConfig(interval=3).every(10)
+            (10, 3)
         """
-        if self.interval is not None:
-            return self.interval
-        if not off_policy:
-            return self.ON_POLICY_ITERATIONS
-        return max(1, -(-self.OFF_POLICY_FRAMES // max(1, frames_per_iteration)))
+        return self.interval if self.interval is not None else default
 
 
 @dataclass

@@ -65,7 +65,7 @@ class CheckpointError(ConfigError):
 
 
 # ---------------------------------------------------------------- metadata
-def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_policy") -> dict[str, Any]:
+def run_metadata(cfg: Any, *, frames: int, iteration: int) -> dict[str, Any]:
     """What a checkpoint says about itself: versions, algorithm, the run's algo/env/model config, counters.
 
     Args:
@@ -73,7 +73,6 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
             :func:`~harl_torchrl.config.config_to_dict` takes: a ``DictConfig``, a plain dict).
         frames: frames collected so far.
         iteration: iterations completed so far.
-        kind: ``"on_policy"`` or ``"off_policy"``: which loop wrote it.
 
     Returns:
         ``{"format_version", "library_version", "torch_version", "kind", "algorithm",
@@ -95,7 +94,7 @@ def run_metadata(cfg: Any, *, frames: int, iteration: int, kind: str = "on_polic
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "torch_version": str(torch.__version__),
-        "kind": kind,
+        "kind": str(getattr(getattr(cfg, "algo", None), "kind", "on_policy")),  # the algorithm family
         "algorithm": str((groups["algo"] or {}).get("name", "")),
         "config": groups,
         "frames": int(frames),

@@ -1,6 +1,6 @@
 """What a training run prints: a start-up banner, a progress bar that says how it goes, a closing summary.
 
-Both training loops (``recipes/train.py`` and ``recipes/train_off_policy.py``) use one
+The run loop (:func:`harl_torchrl.run.run`) uses one
 :class:`RunProgress`, so a user reads the same lines whatever the algorithm:
 
 * the banner: algorithm, env (family, scenario, agents), frames per batch and in total,
@@ -148,6 +148,14 @@ class RunProgress:
         if self.last_eval is not None:
             shown["eval"] = f"{self.last_eval:.3f}"
         return shown
+
+    def note(self, text: str) -> None:
+        """Shows ``text`` after the bar's figures (e.g. "final evaluation" while the bar sits at 100%)."""
+        self.bar.set_postfix({**self.postfix(), "now": text}, refresh=True)
+
+    def close_quietly(self) -> None:
+        """Closes the bar without a summary (a run stopped early prints its own line)."""
+        self.bar.close()
 
     def close(
         self,

@@ -6,7 +6,6 @@ component factories replaced by ones that fail the test: the error must come fro
 config check, before anything is built, and must name the key and the fix.
 """
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -125,10 +124,9 @@ def classify(message: str, key: str) -> str:
 
 @pytest.fixture(scope="module")
 def recipe():
-    spec = importlib.util.spec_from_file_location("harl_train_recipe_sweep", RECIPES / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import harl_torchrl.run.loop  # the one run loop, which recipes/train.py and harl-train call
+
+    return harl_torchrl.run.loop
 
 
 def _never(name):
@@ -140,8 +138,13 @@ def _never(name):
 
 @pytest.mark.parametrize("overrides, key", [c[1:] for c in CASES], ids=[c[0] for c in CASES])
 def test_bad_config_fails_before_anything_is_built(recipe, monkeypatch, tmp_path, overrides, key):
-    for name in ("make_env", "make_collector", "make_on_policy_components"):
+    import harl_torchrl.algorithms
+    import harl_torchrl.off_policy
+
+    for name in ("make_env", "make_collector"):
         monkeypatch.setattr(recipe, name, _never(name))
+    monkeypatch.setattr(harl_torchrl.algorithms, "make_on_policy_components", _never("make_on_policy_components"))
+    monkeypatch.setattr(harl_torchrl.off_policy, "make_off_policy_components", _never("make_off_policy_components"))
     with pytest.raises(ConfigError) as info:
         cfg = compose_run_config(CONF, [*TINY, *overrides])
         recipe.run(cfg, tmp_path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harl_torchrl.errors import ConfigError
+from harl_torchrl.run import run
+from harl_torchrl.run.evaluate import evaluate_checkpoint
 from harl_torchrl.utils.checkpoint import CheckpointError
 
 RECIPES = Path(__file__).resolve().parents[2] / "recipes"
@@ -46,18 +47,10 @@ RUNS = {
 }
 
 
-def _module(name):
-    spec = importlib.util.spec_from_file_location(f"harl_recipe_{name}", RECIPES / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass config needs its module registered
-    spec.loader.exec_module(module)
-    return module
-
-
 def _train(tmp_path, overrides):
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*COMMON, *overrides])
-    return _module("train").run(cfg, tmp_path)
+    return run(cfg, tmp_path)
 
 
 def _eval_cfg(checkpoint, **settings):
@@ -87,21 +80,21 @@ def test_reproduces_the_final_deterministic_evaluation_exactly(tmp_path, run):
     result = _train(tmp_path, RUNS[run])
     with open(result["log"], newline="") as handle:
         final = float(list(csv.DictReader(handle))[-1]["eval/return_mean"])  # the final evaluation's row
-    figures = _module("evaluate").run(_eval_cfg(result["checkpoint"]))
+    figures = evaluate_checkpoint(_eval_cfg(result["checkpoint"]))
     assert figures["restored_eval_state"] is True
     assert figures["episodes"] == 3
     assert figures["team"]["mean"] == pytest.approx(final, rel=1e-6, abs=1e-6)
     agents = [k for k in figures if k.startswith("agent")]
     assert agents and all(figures[a]["min"] <= figures[a]["mean"] <= figures[a]["max"] for a in agents)
     # other episode counts, or sampled actions, start fresh episodes instead
-    stochastic = _module("evaluate").run(_eval_cfg(result["checkpoint"], episodes=2, deterministic=False))
+    stochastic = evaluate_checkpoint(_eval_cfg(result["checkpoint"], episodes=2, deterministic=False))
     assert stochastic["restored_eval_state"] is False and stochastic["episodes"] == 2
     # the video: two 10-step episodes drawn offscreen, 11 frames each (reset + 10 steps), an MP4 that decodes
     pytest.importorskip("imageio_ffmpeg", reason="the video extra")
     import imageio.v3 as iio
 
     video = tmp_path / "eval.mp4"
-    watched = _module("evaluate").run(_eval_cfg(result["checkpoint"], video=True, video_episodes=2, video_path=video))
+    watched = evaluate_checkpoint(_eval_cfg(result["checkpoint"], video=True, video_episodes=2, video_path=video))
     assert watched["video"] == [str(video), str(video.with_suffix(".gif"))]
     frames = list(iio.imiter(video, plugin="FFMPEG"))
     assert len(frames) == 22
@@ -112,11 +105,10 @@ def test_reproduces_the_final_deterministic_evaluation_exactly(tmp_path, run):
 
 
 def test_bad_input_is_refused_with_a_clear_message(tmp_path):
-    evaluate = _module("evaluate")
     with pytest.raises(CheckpointError, match="no such file"):
-        evaluate.run(_eval_cfg(tmp_path / "missing.pt"))
+        evaluate_checkpoint(_eval_cfg(tmp_path / "missing.pt"))
     with pytest.raises(ConfigError, match="episodes=0"):
-        evaluate.run(_eval_cfg(tmp_path / "missing.pt", episodes=0))
+        evaluate_checkpoint(_eval_cfg(tmp_path / "missing.pt", episodes=0))
     out = subprocess.run([sys.executable, str(RECIPES / "evaluate.py")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "checkpoint=<path to checkpoint.pt> is required" in out.stderr
     assert not list(tmp_path.iterdir())  # nothing written

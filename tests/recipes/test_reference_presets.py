@@ -1,7 +1,6 @@
 """preset=reference/...: the reference HARL implementation's tuned MaMuJoCo runs, composed in-process."""
 
 import csv
-import importlib.util
 import math
 from pathlib import Path
 
@@ -160,10 +159,9 @@ def test_unknown_preset_names_the_valid_ones():
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("harl_train_recipe_presets", RECIPES / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import harl_torchrl.run  # the one run loop, which recipes/train.py and harl-train call
+
+    return harl_torchrl.run
 
 
 @pytest.mark.parametrize("preset", ["reference/humanoid_17x1_happo", "reference/humanoid_17x1_mappo"])

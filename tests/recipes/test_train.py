@@ -26,10 +26,9 @@ TINY = [
 
 
 def _recipe():
-    spec = importlib.util.spec_from_file_location("harl_train_recipe", RECIPES / "train.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    import harl_torchrl.run  # the one run loop, which recipes/train.py and harl-train call
+
+    return harl_torchrl.run
 
 
 def _config(*overrides, vmas=True):

@@ -1,0 +1,119 @@
+"""The console scripts ``harl-train`` and ``harl-evaluate``, and what the recipes share with them.
+
+Both take Hydra overrides exactly as ``python recipes/train.py`` / ``recipes/evaluate.py``
+do, with the configs shipped in the package (``pkg://harl_torchrl.conf``); run outputs
+go under ``./outputs`` of the directory the command runs in. The command line is checked
+(one line naming the key, the value and the fix) before Hydra creates a run dir and
+before torch is imported; errors end the process with one line and status 1; a run
+stopped by SIGINT / SIGTERM prints its checkpoint and the command that resumes it, and
+exits 130 / 143.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+try:  # TEMP until the schema-store function lands
+    from harl_torchrl.config import store_schemas
+except ImportError:
+
+    def store_schemas() -> None:
+        return None
+
+
+from harl_torchrl.config.hydra_checks import check_command_line, resume_run_dir
+from harl_torchrl.errors import ConfigError, MissingDependencyError
+
+#: The configs shipped in the package (``recipes/conf`` links here).
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def checked_command_line(argv: Sequence[str], conf_dir: str | Path = CONF_DIR) -> list[str]:
+    """The overrides to hand to Hydra, checked; exits with one line on a bad one.
+
+    ``resume=<run dir>`` becomes that run's own overrides and run dir
+    (:func:`~harl_torchrl.config.hydra_checks.resume_run_dir`); then the whole config is
+    composed and checked (:func:`~harl_torchrl.config.hydra_checks.check_command_line`).
+    """
+    store_schemas()
+    try:
+        argv = resume_run_dir(list(argv))
+        check_command_line(argv, conf_dir)
+    except ConfigError as err:
+        sys.exit(f"error: {err}")
+    return list(argv)
+
+
+def train_in_hydra_dir(cfg: DictConfig, program: str = "harl-train") -> None:
+    """The body of a training entry point: :func:`harl_torchrl.run.run` in Hydra's run dir.
+
+    A known failure (bad config, missing dependency, NaN) ends the process with one
+    line; a stop on a signal with the resume command and ``128 + signal``.
+    """
+    from harl_torchrl.run import RunStopped, run  # torch and the envs load here, after the command line passed
+    from harl_torchrl.run_guard import NonFiniteError
+
+    try:
+        run(cfg, HydraConfig.get().runtime.output_dir)
+    except (ConfigError, MissingDependencyError, NonFiniteError) as err:
+        sys.exit(f"error: {err}")
+    except RunStopped as stopped:
+        print(f"stopped by {stopped.signal_name} at {stopped.frames:,} frames; checkpoint: {stopped.checkpoint}")
+        print(f"resume with: {stopped.resume_command(program)}")
+        sys.exit(stopped.exit_code)
+
+
+@hydra.main(config_path="pkg://harl_torchrl.conf", config_name="config", version_base="1.3")
+def _train_main(cfg: DictConfig) -> None:
+    train_in_hydra_dir(cfg)
+
+
+def train() -> None:
+    """``harl-train [overrides]``: train any algorithm (see ``recipes/train.py`` for examples)."""
+    sys.argv[1:] = checked_command_line(sys.argv[1:])
+    _train_main()
+
+
+def evaluate_from_hydra(cfg: Any) -> dict[str, Any]:
+    """The body of an evaluation entry point; exits with one line on a known failure."""
+    from harl_torchrl.run.evaluate import evaluate_checkpoint
+    from harl_torchrl.utils.checkpoint import CheckpointError
+
+    if OmegaConf.is_missing(cfg, "checkpoint"):
+        sys.exit("error: checkpoint=<path to checkpoint.pt> is required (the run dir's checkpoint.pt)")
+    try:
+        return evaluate_checkpoint(cfg)
+    except (ConfigError, CheckpointError, MissingDependencyError) as err:
+        sys.exit(f"error: {err}")
+
+
+def _store_evaluate_config() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    from harl_torchrl.run.evaluate import EvaluateConfig
+
+    ConfigStore.instance().store(name="evaluate", node=EvaluateConfig)
+
+
+#: evaluation writes nothing of Hydra's own (no run dir, no .hydra/ config copy)
+EVALUATE_HYDRA_OVERRIDES = ["hydra.run.dir=.", "hydra.output_subdir=null", "hydra/job_logging=none"]
+EVALUATE_HYDRA_OVERRIDES += ["hydra/hydra_logging=none"]
+
+
+@hydra.main(config_path=None, config_name="evaluate", version_base="1.3")
+def _evaluate_main(cfg: DictConfig) -> None:
+    evaluate_from_hydra(cfg)
+
+
+def evaluate() -> None:
+    """``harl-evaluate checkpoint=<path> [episodes=N] [video=true] ...``: play a trained checkpoint."""
+    _store_evaluate_config()
+    sys.argv += EVALUATE_HYDRA_OVERRIDES
+    _evaluate_main()
