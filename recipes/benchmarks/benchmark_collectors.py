@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 
 import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.collection import make_collector
+from harl_torchrl.config.hydra_checks import compose_run_config
 from harl_torchrl.envs import make_env
 
 CONF = Path(harl_torchrl.conf.__file__).resolve().parent  # the recipe configs, shipped in the package
@@ -65,8 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     env_cfg = {"family": "pettingzoo", "scenario": "simple_spread", "num_envs": args.num_envs, "max_steps": 25}
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=["env=pettingzoo/simple_spread"])
+    cfg = compose_run_config(CONF, ["env=pettingzoo/simple_spread"])
     policy = make_on_policy_components(cfg.algo, cfg.model, make_env(env_cfg, seed=0), seed=0).policy
     import ray
 

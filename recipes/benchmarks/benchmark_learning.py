@@ -44,10 +44,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 import harl_torchrl.conf
-from harl_torchrl.config.hydra_checks import check_command_line, run_dir_slug
+from harl_torchrl.config.hydra_checks import check_command_line, compose_run_config, run_dir_slug
 from harl_torchrl.errors import ConfigError
 
 HERE = Path(__file__).resolve().parent  # recipes/benchmarks: summarise_run.py, plot_benchmarks.py
@@ -104,14 +102,13 @@ def plan(specs: list[str], tasks: list[str], seeds: list[int], overrides: list[s
     for spec in specs:
         check_command_line(multirun_command(spec, tasks, seeds, overrides, out, "basic", 1)[2:], CONF)
     jobs = []
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for spec in specs:
-            label, algo_overrides = parse_algo(spec)
-            for task in tasks:
-                for seed in seeds:
-                    cfg = compose("config", overrides=[*algo_overrides, f"env={task}", f"seed={seed}", *overrides])
-                    run_dir = out / run_dir_slug(task) / f"{label}_seed{seed}"
-                    jobs.append(Job(label, task, seed, run_dir, int(cfg.total_frames)))
+    for spec in specs:
+        label, algo_overrides = parse_algo(spec)
+        for task in tasks:
+            for seed in seeds:
+                cfg = compose_run_config(CONF, [*algo_overrides, f"env={task}", f"seed={seed}", *overrides])
+                run_dir = out / run_dir_slug(task) / f"{label}_seed{seed}"
+                jobs.append(Job(label, task, seed, run_dir, int(cfg.total_frames)))
     return jobs
 
 

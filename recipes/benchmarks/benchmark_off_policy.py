@@ -30,20 +30,17 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import math
 import statistics
 import time
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-
 import harl_torchrl.conf
-import harl_torchrl.config  # registers the config schemas the YAMLs inherit
+from harl_torchrl.config.hydra_checks import compose_run_config
+from harl_torchrl.run import run as train
 from harl_torchrl.utils.checkpoint import read_metadata
 
-TRAIN = Path(__file__).resolve().parents[1] / "train.py"  # recipes/train.py
 CONF = Path(harl_torchrl.conf.__file__).resolve().parent  # the recipe configs, shipped in the package
 REFERENCE_UTD = [
     "algo.num_envs=20",
@@ -54,13 +51,6 @@ REFERENCE_UTD = [
 ]
 #: mpe2 simple_spread_v3 minus the reference's simple_spread_v2 return, 3 agents x 0.5 x 25 steps.
 SELF_COLLISION_OFFSET = 37.5
-
-
-def _train_module():
-    spec = importlib.util.spec_from_file_location("harl_train_recipe", TRAIN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -84,10 +74,9 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
     if resumed:  # an interrupted run of this plan: continue it from its last checkpoint
         settings.append(f"resume={run_dir / 'checkpoint.pt'}")
         start_frames = int(read_metadata(run_dir / "checkpoint.pt")["frames"])
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=settings)
+    cfg = compose_run_config(CONF, settings)
     start = time.perf_counter()
-    _train_module().run(cfg, run_dir)
+    train(cfg, run_dir)  # the loop recipes/train.py and harl-train run
     wall = time.perf_counter() - start
     rows = _rows(run_dir / "metrics.csv")
     done = int(rows[-1]["step"])

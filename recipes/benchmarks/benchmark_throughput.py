@@ -29,12 +29,12 @@ import time
 
 import torch
 import vmas
-from hydra import compose, initialize_config_dir
 from torchrl.collectors import Collector
 from torchrl.envs.libs.vmas import VmasEnv
 
 import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
+from harl_torchrl.config.hydra_checks import compose_run_config
 from harl_torchrl.envs import make_vmas_env
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.utils.rng import seed_everything
@@ -81,8 +81,7 @@ class Training:
     """One algorithm's collector and updater; ``iteration()`` times one collect and one update."""
 
     def __init__(self, algo: str, scenario: str, num_envs: int, steps: int, device, **kwargs) -> None:
-        with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-            cfg = compose("config", overrides=[f"algo={algo}"])
+        cfg = compose_run_config(CONF, [f"algo={algo}"])
         seed_everything(0)
         env = make_vmas_env(scenario, num_envs=num_envs, device=device, max_steps=steps, seed=0, **kwargs)
         self.parts = make_on_policy_components(cfg.algo, cfg.model, env, device=device, seed=0)

@@ -22,11 +22,11 @@ import time
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from torchrl.collectors import Collector
 
 import harl_torchrl.conf
 from harl_torchrl.algorithms import make_on_policy_components
+from harl_torchrl.config.hydra_checks import compose_run_config
 from harl_torchrl.envs import make_vmas_env
 from harl_torchrl.utils.rng import seed_everything
 
@@ -43,8 +43,7 @@ RATIOS = {"HAPPO / MAPPO": "happo", "HATRPO / MAPPO": "hatrpo", "HATRPO (Fisher 
 
 
 def components(algo: str, env):
-    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
-        cfg = compose("config", overrides=ALGOS[algo])
+    cfg = compose_run_config(CONF, ALGOS[algo])
     seed_everything(0)
     return make_on_policy_components(cfg.algo, cfg.model, env, seed=0)
 
