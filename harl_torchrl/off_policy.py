@@ -53,7 +53,13 @@ from harl_torchrl.modules import (
     observation_critic_inputs,
 )
 from harl_torchrl.replay import make_replay_buffer
-from harl_torchrl.sequential import ActorTrainer, DelayedUpdates, SequentialActorStep
+from harl_torchrl.sequential import (
+    ActorTrainer,
+    DelayedUpdates,
+    SequentialActorStep,
+    optimizer_parameters,
+    optimizer_step,
+)
 from harl_torchrl.training import flatten_metrics, load_optimizer_keeping_settings
 
 
@@ -96,7 +102,7 @@ class OffPolicyUpdater:
         self.optimizers = {"critic": critic_optimizer, **dict(optimizers or {})}
         self.modules = nn.ModuleDict({"critic_loss": critic_loss, **dict(modules or {})})
         self.max_grad_norm = max_grad_norm
-        self._critic_params = [p for group in critic_optimizer.param_groups for p in group["params"]]
+        self._critic_params = optimizer_parameters(critic_optimizer)
         self.gradient_steps = 0
 
     def step(self, batch: TensorDictBase) -> TensorDict:
@@ -111,15 +117,9 @@ class OffPolicyUpdater:
             ``"critic_alpha"`` for HASAC).
         """
         out = self.critic_loss(batch)
-        self.critic_optimizer.zero_grad(set_to_none=True)
-        out["loss_qvalue"].backward()
-        if self.max_grad_norm is not None:
-            grad_norm = nn.utils.clip_grad_norm_(self._critic_params, self.max_grad_norm)
-        else:
-            grad_norm = nn.utils.get_total_norm([p.grad for p in self._critic_params if p.grad is not None])
-        self.critic_optimizer.step()
+        grad_norm = optimizer_step(out["loss_qvalue"], self.critic_optimizer, self._critic_params, self.max_grad_norm)
         diagnostics = TensorDict({"critic": out.detach()}, batch_size=[])
-        diagnostics.set(("critic", "grad_norm"), grad_norm.detach())
+        diagnostics.set(("critic", "grad_norm"), grad_norm)
         if self.delay.tick():
             diagnostics.update(self.actor_step.step(batch))
             if self.critic_temperature is not None:

@@ -348,11 +348,60 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
     state, meta = load_checkpoint(path, map_location, return_metadata=True)
     if "config" not in meta:
         raise CheckpointError(f"checkpoint {path}: it records no run config (not written by a training loop)")
+    check_family(meta, getattr(getattr(cfg, "algo", None), "kind", None), path)
     accepted = check_resume(meta, run, overrides=overrides, path=path)
     point = ResumePoint(path, state, meta, accepted)
     check_total_frames(int(run.get("total_frames")), point.frames, path)
     check_schedule_horizon(meta, run, overrides=overrides, path=path)
+    note = version_note(meta)
+    if note:
+        print(note)
     return point
+
+
+def check_family(meta: Mapping[str, Any], kind: str | None, path: Any = None) -> None:
+    """Refuses to resume an on-policy checkpoint as an off-policy run, or the other way round.
+
+    Their training states share nothing (a critic with GAE against a replay buffer and
+    target networks), so no ``resume_override`` can make one continue as the other.
+
+    Raises:
+        ConfigError: the families differ, naming both and the fix.
+
+    Example:
+        >>> check_family({"kind": "on_policy", "algorithm": "happo"}, "off_policy", "run/checkpoint.pt")
+        Traceback (most recent call last):
+        ...
+        harl_torchrl.errors.ConfigError: cannot resume run/checkpoint.pt (happo, an on-policy run) as an off-policy algorithm: their training states share nothing. Fix: resume with algo=happo, or start a new run without resume=
+    """
+    saved = meta.get("kind")
+    if kind is None or saved is None or saved == kind:
+        return
+    words = {"on_policy": "an on-policy", "off_policy": "an off-policy"}
+    algorithm = meta.get("algorithm", "?")
+    raise ConfigError(
+        f"cannot resume {path} ({algorithm}, {words.get(saved, saved)} run) as {words.get(kind, kind)} algorithm: "
+        f"their training states share nothing. Fix: resume with algo={algorithm}, or start a new run without resume="
+    )
+
+
+def version_note(meta: Mapping[str, Any]) -> str | None:
+    """A one-line note when a checkpoint was written by another library or torch version, else ``None``.
+
+    Example:
+        >>> version_note({"library_version": "0.0.1", "torch_version": "1.0"})  # doctest: +ELLIPSIS
+        'note: this checkpoint was written by harl_torchrl 0.0.1 with torch 1.0; this run uses ...'
+    """
+    from harl_torchrl import __version__
+
+    saved = (str(meta.get("library_version", "?")), str(meta.get("torch_version", "?")))
+    current = (__version__, str(torch.__version__))
+    if saved == current:
+        return None
+    return (
+        f"note: this checkpoint was written by harl_torchrl {saved[0]} with torch {saved[1]}; this run uses "
+        f"harl_torchrl {current[0]} with torch {current[1]} (resuming; results may differ in the last digits)"
+    )
 
 
 def restore_run(

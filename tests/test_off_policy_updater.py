@@ -102,7 +102,7 @@ def test_state_dict_round_trip_gives_the_same_next_step():
         torch.manual_seed(2)
         parts.updater.step(batch)
         parts.updater.step(batch)
-    sa, sb = a.state_dict()["updater"]["modules"], b.state_dict()["updater"]["modules"]
+    sa, sb = a.state_dict()["components"]["updater"]["modules"], b.state_dict()["components"]["updater"]["modules"]
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert b.updater.gradient_steps == a.updater.gradient_steps == 5
 

@@ -271,9 +271,8 @@ def test_a_missing_gfootball_gives_the_install_command(monkeypatch):
 def _train(out, *overrides):
     from hydra import compose, initialize_config_dir
 
-    spec = importlib.util.spec_from_file_location("harl_train_recipe_football", RECIPES / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    import harl_torchrl.run as recipe  # the one run loop, which recipes/train.py and harl-train call
+
     tiny = [
         f"env=football/{SCENARIO}",
         "env.num_envs=2",

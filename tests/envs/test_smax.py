@@ -319,9 +319,8 @@ TINY_3M = [
 def _train(out, *overrides):
     from hydra import compose, initialize_config_dir
 
-    spec = importlib.util.spec_from_file_location("harl_train_recipe_smax", RECIPES / "train.py")
-    recipe = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(recipe)
+    import harl_torchrl.run as recipe  # the one run loop, which recipes/train.py and harl-train call
+
     with initialize_config_dir(config_dir=str(RECIPES / "conf"), version_base="1.3"):
         cfg = compose("config", overrides=[*TINY_3M, *overrides])
     return recipe.run(cfg, out)
