@@ -26,7 +26,7 @@ from tensordict.nn import TensorDictModuleBase
 from torchrl.collectors import Collector, MultiSyncCollector
 from torchrl.envs import EnvBase
 
-from harl_torchrl.envs.factory import make_env
+from harl_torchrl.config import EnvConfig, env_config
 from harl_torchrl.errors import ConfigError, MissingDependencyError, require_positive
 
 
@@ -41,10 +41,10 @@ def check_workers(workers: int, num_envs: int) -> None:
 
 
 def _worker_env(
-    env_cfg: Mapping[str, Any], num_envs: int, seed: int, device: str, prepare: Callable[[EnvBase], EnvBase]
+    env_cfg: EnvConfig, num_envs: int, seed: int, device: str, prepare: Callable[[EnvBase], EnvBase]
 ) -> EnvBase:
     torch.set_num_threads(1)  # one core per worker: the workers are the parallelism
-    return prepare(make_env(env_cfg, num_envs=num_envs, seed=seed, device=device))
+    return prepare(env_cfg.make(num_envs=num_envs, seed=seed, device=device))
 
 
 def make_collector(
@@ -54,7 +54,7 @@ def make_collector(
     frames_per_batch: int,
     total_frames: int,
     workers: int = 1,
-    env_cfg: Mapping[str, Any] | None = None,
+    env_cfg: EnvConfig | Mapping[str, Any] | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     prepare_env: Callable[[EnvBase], EnvBase] | None = None,
@@ -76,7 +76,8 @@ def make_collector(
         frames_per_batch: frames per batch, summed over copies.
         total_frames: frames to collect in all (``-1``: without end).
         workers: collecting processes (1: in-process).
-        env_cfg: the ``env`` config group, needed when ``workers > 1``.
+        env_cfg: the ``env`` config group (typed, or a mapping converted through its
+            schema), needed when ``workers > 1``.
         seed: the training env's seed.
         device: the device of the envs and the policy.
         prepare_env: applied to each worker's env (e.g. the recurrent transforms
@@ -109,6 +110,7 @@ def make_collector(
         )
     if env_cfg is None:
         raise ConfigError("make_collector needs env_cfg to build the workers' envs (workers > 1 or backend='ray')")
+    env_cfg = env_config(env_cfg)
     per_worker = num_envs // workers
     prepare = prepare_env if prepare_env is not None else _unchanged
     env_fns = [

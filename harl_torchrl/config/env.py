@@ -1,20 +1,25 @@
 """Schemas of the ``env`` group, one per env family (VMAS, PettingZoo MPE, Multi-Agent MuJoCo, SMAX, football).
 
-Defaults are those of :func:`~harl_torchrl.envs.make_env` for a key a mapping
-omits; the recipe YAMLs under ``harl_torchrl/conf/env/`` set every key. The scenario's
-own keyword arguments (``scenario_kwargs``, ``env_kwargs``) stay a free-form mapping:
-their names depend on the scenario and are checked when the env is built, which
+Each schema holds its family's defaults (the one place they are written: the recipe
+YAMLs under ``harl_torchrl/conf/env/`` set only the scenario and what differs, and the
+env classes take their keyword defaults from here) and builds its env
+(:meth:`~harl_torchrl.config.EnvConfig.make`, importing the env module only then). The
+scenario's own keyword arguments (``scenario_kwargs``, ``env_kwargs``) stay a free-form
+mapping: their names depend on the scenario and are checked when the env is built, which
 also happens before training.
 """
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from omegaconf import MISSING
 
 from harl_torchrl.config.base import EnvConfig, choices
 from harl_torchrl.config.registry import register_env
 from harl_torchrl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torchrl.envs import EnvBase
 
 TeamReward = choices("TeamReward", "mean", "sum")
 FootballTeamReward = choices("FootballTeamReward", "mean", "sum", "first")
@@ -63,6 +68,28 @@ class VmasEnvConfig(EnvConfig):
         super().validate()
         _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "n_agents")
 
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """:func:`~harl_torchrl.envs.make_vmas_env` with these settings (see :meth:`EnvConfig.make`).
+
+        Example:
+            >>> env = VmasEnvConfig(scenario="balance", num_envs=2, scenario_kwargs={"n_agents": 2}).make(seed=0)
+            >>> env.batch_size, sorted(env.group_map)
+            (torch.Size([2]), ['agent_0', 'agent_1'])
+        """
+        from harl_torchrl.envs.vmas import make_vmas_env
+
+        return make_vmas_env(
+            self.scenario,
+            num_envs=self.num_envs if num_envs is None else num_envs,
+            device=device,
+            max_steps=self.max_steps,
+            continuous_actions=self.continuous_actions,
+            team_reward=self.team_reward,
+            reset_mode=self.reset_mode,
+            seed=seed,
+            **dict(self.scenario_kwargs),
+        )
+
 
 @register_env
 @dataclass
@@ -70,7 +97,9 @@ class PettingZooEnvConfig(EnvConfig):
     """PettingZoo MPE through ``mpe2`` (``harl_torchrl/conf/env/pettingzoo/*.yaml``).
 
     Attributes:
-        continuous_actions: ``[0, 1]`` boxes, or ``Discrete(5)`` moves.
+        max_steps: episode length (MPE's ``max_cycles``), reported as truncation.
+        continuous_actions: ``[0, 1]`` boxes (actions are clipped to them), or
+            ``Discrete(5)`` moves.
         scenario_kwargs: the scenario's own keyword arguments, e.g. ``N``, ``local_ratio``.
     """
 
@@ -84,6 +113,26 @@ class PettingZooEnvConfig(EnvConfig):
         super().validate()
         _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "N")
 
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """:func:`~harl_torchrl.envs.make_pettingzoo_env` with these settings (see :meth:`EnvConfig.make`).
+
+        Example:
+            >>> env = PettingZooEnvConfig(scenario="simple_spread", scenario_kwargs={"N": 2}).make(num_envs=2)
+            >>> env.batch_size, env.max_steps
+            (torch.Size([2]), 25)
+        """
+        from harl_torchrl.envs.pettingzoo import make_pettingzoo_env
+
+        return make_pettingzoo_env(
+            self.scenario,
+            num_envs=self.num_envs if num_envs is None else num_envs,
+            max_steps=self.max_steps,
+            continuous_actions=self.continuous_actions,
+            seed=seed,
+            device=device,
+            **dict(self.scenario_kwargs),
+        )
+
 
 @register_env
 @dataclass
@@ -92,17 +141,22 @@ class MaMuJoCoEnvConfig(EnvConfig):
 
     Attributes:
         agent_conf: how joints are split among agents, e.g. ``"2x3"`` (required).
-        obs_mode: ``local`` (per-agent observations) or ``global`` (the reference's
-            standardised state and one-hot agent id).
+        obs_mode: ``local`` (MaMuJoCo's per-agent observations) or ``global`` (the
+            reference HARL setting of its published returns: the standardised state and a
+            one-hot agent id).
         agent_obsk: local mode: joints observed up to this graph distance (>= 0).
-        clip_actions: clip actions to the box (``false``: raw actions reach the env).
+        clip_actions: clip actions to the box (``false``: raw actions reach the env, as
+            the reference's do, and the control cost is charged on them).
         normalize_actions: act in ``[-1, 1]``, mapped onto each actuator's range
             (the reference's ``NormalizedActions``; Humanoid's range is ``[-0.4, 0.4]``).
         zero_contact_forces: global mode: the state's contact forces set to 0, as the
             reference's ``-v2`` robots reported them (Humanoid, Ant).
         env_kwargs: forwarded to the Gymnasium MuJoCo env, e.g. ``ctrl_cost_weight``.
+        continuous_actions: class constant ``True``: MuJoCo's actuators take boxes (what
+            run-level checks, e.g. of discrete-only algorithms, read).
     """
 
+    continuous_actions: ClassVar[bool] = True
     family: str = "mamujoco"
     num_envs: int = 8
     max_steps: int | None = 1000
@@ -119,6 +173,31 @@ class MaMuJoCoEnvConfig(EnvConfig):
         super().validate()
         self.require_non_negative("agent_obsk")
 
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """:func:`~harl_torchrl.envs.make_mamujoco_env` with these settings (see :meth:`EnvConfig.make`).
+
+        Example:
+            >>> env = MaMuJoCoEnvConfig(scenario="HalfCheetah", agent_conf="2x3").make(num_envs=1)
+            >>> env.batch_size, sorted(env.group_map)
+            (torch.Size([1]), ['agent_0', 'agent_1'])
+        """
+        from harl_torchrl.envs.mamujoco import make_mamujoco_env
+
+        return make_mamujoco_env(
+            self.scenario,
+            str(self.agent_conf),
+            num_envs=self.num_envs if num_envs is None else num_envs,
+            max_steps=self.max_steps,
+            obs_mode=self.obs_mode,
+            agent_obsk=self.agent_obsk,
+            clip_actions=self.clip_actions,
+            normalize_actions=self.normalize_actions,
+            zero_contact_forces=self.zero_contact_forces,
+            seed=seed,
+            device=device,
+            **dict(self.env_kwargs),
+        )
+
 
 @register_env
 @dataclass
@@ -126,7 +205,10 @@ class SMAXEnvConfig(EnvConfig):
     """JaxMARL SMAX battles (``harl_torchrl/conf/env/smax/*.yaml``), all copies in one jitted, vmapped call.
 
     Attributes:
-        max_steps: episode length in steps (101: SMAX's default, its ``max_steps=100``).
+        num_envs: copies, all stepped in one jitted, vmapped JAX call (64, with
+            ``collector.rollout_steps=100``: 6,400 frames per batch).
+        max_steps: episode length in steps, reported as truncation (101: SMAX's default,
+            its ``max_steps=100``).
         continuous_actions: always ``false``: the env takes SMAX's discrete actions (the key
             exists so that run-level checks, e.g. of discrete-only algorithms, read it).
         env_kwargs: forwarded to ``jaxmarl.make("HeuristicEnemySMAX", ...)``, e.g.
@@ -152,6 +234,24 @@ class SMAXEnvConfig(EnvConfig):
                 f"env.env_kwargs {reserved} are set by the env itself. Fix: use env.scenario for the map and "
                 "env.max_steps for the episode length"
             )
+
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """:func:`~harl_torchrl.envs.make_smax_env` with these settings (see :meth:`EnvConfig.make`).
+
+        Example:
+            >>> SMAXEnvConfig(scenario="3m").make(num_envs=4, seed=0).batch_size  # doctest: +SKIP
+            torch.Size([4])
+        """
+        from harl_torchrl.envs.smax import make_smax_env
+
+        return make_smax_env(
+            self.scenario,
+            num_envs=self.num_envs if num_envs is None else num_envs,
+            max_steps=self.max_steps,
+            seed=seed,
+            device=device,
+            **dict(self.env_kwargs),
+        )
 
 
 @register_env
@@ -184,3 +284,22 @@ class FootballEnvConfig(EnvConfig):
         super().validate()
         if self.continuous_actions:
             raise self.fail("continuous_actions", "must be false (gfootball's players take 19 discrete actions)")
+
+    def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
+        """:func:`~harl_torchrl.envs.make_football_env` with these settings (see :meth:`EnvConfig.make`).
+
+        Example:
+            >>> FootballEnvConfig(scenario="academy_3_vs_1_with_keeper").make(num_envs=1)  # doctest: +SKIP
+            FootballTeamEnv(...)
+        """
+        from harl_torchrl.envs.football import make_football_env
+
+        return make_football_env(
+            self.scenario,
+            num_envs=self.num_envs if num_envs is None else num_envs,
+            max_steps=self.max_steps,
+            checkpoint_reward=self.checkpoint_reward,
+            team_reward=self.team_reward,
+            seed=seed,
+            device=device,
+        )

@@ -139,8 +139,9 @@ class OffPolicyAlgoConfig(AlgoConfig):
     def validate_run(self, run: Any) -> None:
         """A feed-forward model, a supported action space, workers dividing the sub-environments.
 
-        The action space is read from ``env.continuous_actions`` (MaMuJoCo is always
-        continuous); the components builder checks the env's specs again.
+        The action space is read from ``env.continuous_actions`` (a class constant where a
+        family has one action space only); the components builder checks the env's specs
+        again.
         """
         if run.model.recurrent:
             raise self.fail(
@@ -148,7 +149,7 @@ class OffPolicyAlgoConfig(AlgoConfig):
                 f"({self.name}) trains feed-forward networks only, but model={run.model.name}",
                 "use model=mlp with an off-policy algorithm (recurrent models are for the on-policy ones)",
             )
-        continuous = bool(run.env.get("continuous_actions", True))
+        continuous = bool(run.env.continuous_actions)
         wanted = "continuous" if continuous else "discrete"
         if self.action_space not in ("any", wanted):
             raise self.fail(

@@ -123,7 +123,8 @@ def _pick(registry: Mapping[str, type[GroupConfig]], kind: str, key: str, mappin
     if value is None:
         raise ConfigError(f"{kind}.{key} is required. Fix: set {kind}.{key} to one of {', '.join(sorted(registry))}")
     if str(value) not in registry:
-        raise unknown_choice(f"{kind}.{key}", value, registry)
+        what = {"algo": "algorithm", "env": "env family"}.get(kind, kind)
+        raise ConfigError(f"{unknown_choice(f'{kind}.{key}', value, registry)} (each a registered {what})")
     return registry[str(value)]
 
 

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from harl_torchrl.config.env import FootballEnvConfig
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
@@ -45,6 +46,9 @@ _ACTIVE = slice(97, 108)
 _GLOBAL = np.r_[0:97, 108:115]
 
 TeamReward = Literal["mean", "sum", "first"]
+#: The keyword defaults, from the ``env`` schema (:class:`~harl_torchrl.config.env.FootballEnvConfig`):
+#: each default is written once, there.
+_DEFAULTS = FootballEnvConfig.defaults()
 TEAM_REWARDS = ("mean", "sum", "first")
 
 
@@ -149,10 +153,10 @@ class FootballTeamEnv(BatchedParallelEnv):
         self,
         scenario: str,
         *,
-        num_envs: int = 4,
+        num_envs: int = _DEFAULTS["num_envs"],
         max_steps: int | None = None,
-        checkpoint_reward: bool = True,
-        team_reward: TeamReward = "mean",
+        checkpoint_reward: bool = _DEFAULTS["checkpoint_reward"],
+        team_reward: TeamReward = _DEFAULTS["team_reward"],
         seed: int | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
@@ -283,8 +287,8 @@ def make_football_env(
     *,
     num_envs: int,
     max_steps: int | None = None,
-    checkpoint_reward: bool = True,
-    team_reward: TeamReward = "mean",
+    checkpoint_reward: bool = _DEFAULTS["checkpoint_reward"],
+    team_reward: TeamReward = _DEFAULTS["team_reward"],
     seed: int | None = None,
     device: str | torch.device = "cpu",
 ) -> FootballTeamEnv:

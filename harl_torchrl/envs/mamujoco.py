@@ -18,11 +18,15 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from harl_torchrl.config.env import MaMuJoCoEnvConfig
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.errors import ConfigError, MissingDependencyError, unknown_choice
 
 ObsMode = Literal["local", "global"]
+#: The keyword defaults, from the ``env`` schema (:class:`~harl_torchrl.config.env.MaMuJoCoEnvConfig`):
+#: each default is written once, there.
+_DEFAULTS = MaMuJoCoEnvConfig.defaults()
 OBS_MODES = ("local", "global")
 
 #: Every scenario and agent configuration (``agent_conf``) supported: those MaMuJoCo v1
@@ -300,14 +304,14 @@ class MaMuJoCoTeamEnv(BatchedParallelEnv):
         scenario: str,
         agent_conf: str,
         *,
-        num_envs: int = 8,
-        max_steps: int = 1000,
-        obs_mode: ObsMode = "local",
-        agent_obsk: int = 1,
+        num_envs: int = _DEFAULTS["num_envs"],
+        max_steps: int = _DEFAULTS["max_steps"],
+        obs_mode: ObsMode = _DEFAULTS["obs_mode"],
+        agent_obsk: int = _DEFAULTS["agent_obsk"],
         standardize_state: bool | None = None,
-        clip_actions: bool = True,
-        normalize_actions: bool = False,
-        zero_contact_forces: bool = False,
+        clip_actions: bool = _DEFAULTS["clip_actions"],
+        normalize_actions: bool = _DEFAULTS["normalize_actions"],
+        zero_contact_forces: bool = _DEFAULTS["zero_contact_forces"],
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **env_kwargs: Any,
@@ -609,12 +613,12 @@ def make_mamujoco_env(
     agent_conf: str,
     *,
     num_envs: int,
-    max_steps: int = 1000,
-    obs_mode: ObsMode = "local",
-    agent_obsk: int = 1,
-    clip_actions: bool = True,
-    normalize_actions: bool = False,
-    zero_contact_forces: bool = False,
+    max_steps: int = _DEFAULTS["max_steps"],
+    obs_mode: ObsMode = _DEFAULTS["obs_mode"],
+    agent_obsk: int = _DEFAULTS["agent_obsk"],
+    clip_actions: bool = _DEFAULTS["clip_actions"],
+    normalize_actions: bool = _DEFAULTS["normalize_actions"],
+    zero_contact_forces: bool = _DEFAULTS["zero_contact_forces"],
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **env_kwargs: Any,

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from harl_torchrl.config.env import PettingZooEnvConfig
 from harl_torchrl.envs._batched import ActionSpace, BatchedParallelEnv, StepResult
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
@@ -72,6 +73,9 @@ def _scenario_module(scenario: str) -> Any:
 
 
 StepMode = Literal["auto", "direct", "parallel"]
+#: The keyword defaults, from the ``env`` schema (:class:`~harl_torchrl.config.env.PettingZooEnvConfig`):
+#: each default is written once, there.
+_DEFAULTS = PettingZooEnvConfig.defaults()
 STEP_MODES = ("auto", "direct", "parallel")
 
 
@@ -198,9 +202,9 @@ class MPETeamEnv(BatchedParallelEnv):
         self,
         scenario: str,
         *,
-        num_envs: int = 32,
-        max_steps: int = 25,
-        continuous_actions: bool = True,
+        num_envs: int = _DEFAULTS["num_envs"],
+        max_steps: int = _DEFAULTS["max_steps"],
+        continuous_actions: bool = _DEFAULTS["continuous_actions"],
         seed: int | None = None,
         device: str | torch.device = "cpu",
         step_mode: StepMode = "auto",
@@ -344,8 +348,8 @@ def make_pettingzoo_env(
     scenario: str,
     *,
     num_envs: int,
-    max_steps: int = 25,
-    continuous_actions: bool = True,
+    max_steps: int = _DEFAULTS["max_steps"],
+    continuous_actions: bool = _DEFAULTS["continuous_actions"],
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **scenario_kwargs: Any,

@@ -30,6 +30,7 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Binary, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from harl_torchrl.config.env import SMAXEnvConfig
 from harl_torchrl.envs._batched import done_flag_spec, set_team_specs
 from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
 from harl_torchrl.utils.device import resolve_device
@@ -38,6 +39,9 @@ SMAX_EXTRA_HINT = "pip install 'harl-torchrl[smax]'"
 
 #: Keyword arguments the env sets itself (``max_steps`` from this env's own, the map from ``scenario``).
 _RESERVED_KWARGS = ("max_steps", "scenario", "num_allies", "num_enemies")
+#: The keyword defaults, from the ``env`` schema (:class:`~harl_torchrl.config.env.SMAXEnvConfig`):
+#: each default is written once, there.
+_DEFAULTS = SMAXEnvConfig.defaults()
 
 
 def import_jaxmarl() -> tuple[Any, Any, Any]:
@@ -261,8 +265,8 @@ class SMAXTeamEnv(EnvBase):
         self,
         scenario: str = "3m",
         *,
-        num_envs: int = 64,
-        max_steps: int = 101,
+        num_envs: int = _DEFAULTS["num_envs"],
+        max_steps: int = _DEFAULTS["max_steps"],
         seed: int | None = None,
         device: str | torch.device = "cpu",
         **env_kwargs: Any,
@@ -469,8 +473,8 @@ class SMAXTeamEnv(EnvBase):
 def make_smax_env(
     scenario: str,
     *,
-    num_envs: int = 64,
-    max_steps: int = 101,
+    num_envs: int = _DEFAULTS["num_envs"],
+    max_steps: int = _DEFAULTS["max_steps"],
     seed: int | None = None,
     device: str | torch.device = "cpu",
     **env_kwargs: Any,
