@@ -472,11 +472,11 @@ class EnvConfig(GroupConfig):
         scenario: the family's scenario or task name.
         num_envs: parallel sub-environments.
         max_steps: time limit, reported as truncation (``null``: none).
-    """
-
 
     A family also declares ``continuous_actions`` (a field, or a class constant when its
     envs have one action space only): the run-level checks read it.
+    """
+
     group: ClassVar[str] = "env"
     family: str = MISSING
     scenario: str = MISSING
