@@ -2,11 +2,12 @@
 
 A group schema is a :func:`~dataclasses.dataclass` deriving from :class:`GroupConfig`.
 Its fields carry the types (plain types, ``float | None``, ``list[int]``,
-``dict[str, Any]`` for free-form keyword dicts, :class:`StrChoice` enums for choices) and the defaults
-(the recipe YAML's values). Hydra/OmegaConf enforce the types when a recipe config
-is composed; :meth:`GroupConfig.from_mapping` runs the same schema on a plain
-mapping, so a library user's dict is checked exactly like a recipe override. Range
-checks live in each schema's :meth:`GroupConfig.validate`, and nowhere else.
+``dict[str, Any]`` for free-form keyword dicts, :class:`StrChoice` enums for choices) and
+the defaults: the one place a default is written (a recipe YAML sets only what differs
+from it). Hydra/OmegaConf enforce the types when a recipe config is composed;
+:meth:`GroupConfig.from_mapping` runs the same schema on a plain mapping, so a library
+user's dict is checked exactly like a recipe override. Range checks live in each
+schema's :meth:`GroupConfig.validate`, and nowhere else.
 """
 
 import dataclasses
@@ -156,7 +157,8 @@ def _type_name(annotation: Any) -> str:
 class GroupConfig:
     """Base of every config group schema.
 
-    Subclasses are dataclasses; their field defaults are the recipe YAML's values.
+    Subclasses are dataclasses; their field defaults are the settings' defaults (the
+    recipe YAML that inherits a schema sets only what differs).
     An instance also reads like a read-only mapping (``cfg["epochs"]``,
     ``cfg.get("epochs", 5)``, ``"epochs" in cfg``, ``dict(cfg)``), so functions
     written for plain dicts accept it.

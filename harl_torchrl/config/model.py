@@ -1,7 +1,7 @@
 """Schemas of the ``model`` group: the MLP and the recurrent (GRU) networks.
 
-Defaults are the values in ``harl_torchrl/conf/model/<name>.yaml`` (the reference
-implementation's networks).
+Defaults are the reference implementation's networks, written here only: the recipe
+YAML ``harl_torchrl/conf/model/<name>.yaml`` inherits the schema and repeats none of it.
 """
 
 from dataclasses import dataclass, field
@@ -61,8 +61,8 @@ class GRUModelConfig(MLPModelConfig):
 
     Attributes:
         rnn_hidden_size: the GRU's width (> 0).
-        chunk_length: training sequence length; ``collector.rollout_steps`` must be
-            a multiple of it.
+        chunk_length: training sequence length (the reference's ``data_chunk_length``);
+            ``collector.rollout_steps`` must be a multiple of it.
     """
 
     recurrent: ClassVar[bool] = True

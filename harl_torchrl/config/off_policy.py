@@ -1,7 +1,8 @@
 r"""Schemas of the off-policy ``algo`` group: HADDPG, HATD3, HASAC, HAD3QN and MADDPG, MATD3, MASAC.
 
-Each field's default is the value in ``harl_torchrl/conf/algo/<name>.yaml``: the reference
-implementation's (``harl/configs/algos_cfgs/*.yaml`` and its tuned MPE configs). The
+Each field's default is the reference implementation's (``harl/configs/algos_cfgs/*.yaml``
+and its tuned MPE configs), written here only: the recipe YAML
+``harl_torchrl/conf/algo/<name>.yaml`` inherits the schema and repeats none of it. The
 run loop (:func:`harl_torchrl.run.run`) collects ``algo.train_interval`` vector steps
 of ``algo.num_envs`` sub-environments per iteration, then takes
 ``algo.updates_per_step * algo.train_interval`` gradient steps on minibatches of
@@ -45,7 +46,8 @@ class OffPolicyAlgoConfig(AlgoConfig):
             uniformly random actions before any gradient step (reference: 10k).
         buffer_size: replay capacity in transitions.
         batch_size: transitions per gradient step.
-        n_step: look-ahead of the TD targets (1: one-step).
+        n_step: look-ahead of the TD targets (1: one-step); an n-step return stops at a
+            termination and bootstraps through a truncation.
         gamma: discount :math:`\gamma \in (0, 1]`.
         tau: Polyak coefficient of the target networks, :math:`\theta' \leftarrow
             \tau\theta + (1 - \tau)\theta'`.
@@ -59,7 +61,8 @@ class OffPolicyAlgoConfig(AlgoConfig):
             (TorchRL's multi-agent examples: everyone's current actions).
         max_grad_norm: gradient-norm clip of every optimiser (``null``: none).
         critic_loss: ``l2`` (reference), ``smooth_l1`` or ``l1``.
-        layer_norm: LayerNorm trunks (``false``: the reference's plain MLPs).
+        layer_norm: LayerNorm trunks (``false``: the reference's plain MLPs); the trunks'
+            ``model.hidden_sizes`` and ``model.activation`` are read from the model group.
         action_space: class constant: ``continuous``, ``discrete`` or ``any``.
         num_qvalue: class constant: critic heads (twin Q = 2).
         checkpoint_frames: class constant: frames between checkpoints when

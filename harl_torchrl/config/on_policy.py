@@ -1,7 +1,8 @@
 """Schemas of the on-policy ``algo`` group: HAPPO, HATRPO, HAA2C, MAPPO, IPPO.
 
-Each field's default is the value in ``harl_torchrl/conf/algo/<name>.yaml`` (the reference
-implementation's). Range checks of one algorithm live in its ``validate``; the
+Each field's default is the reference implementation's, written here only: the recipe
+YAML ``harl_torchrl/conf/algo/<name>.yaml`` inherits the schema and repeats none of it.
+Range checks of one algorithm live in its ``validate``; the
 checks that need the batch size (minibatches against the samples per batch) live in
 :meth:`OnPolicyAlgoConfig.validate_run`.
 """
@@ -216,7 +217,10 @@ class HAPPOConfig(ClippedConfig):
 @register_algo
 @dataclass
 class HAA2CConfig(PolicyGradientConfig):
-    """HAA2C (``harl_torchrl/conf/algo/haa2c.yaml``): sequential unclipped importance-weighted updates."""
+    """HAA2C (``harl_torchrl/conf/algo/haa2c.yaml``): sequential unclipped importance-weighted updates.
+
+    The surrogate is unclipped: keep ``algo.epochs`` and ``algo.actor_lr`` moderate.
+    """
 
     name: str = "haa2c"
 
@@ -254,14 +258,19 @@ class HATRPOConfig(OnPolicyAlgoConfig):
     r"""HATRPO (``harl_torchrl/conf/algo/hatrpo.yaml``): one trust-region step per agent.
 
     Attributes:
-        max_kl: the trust region :math:`\delta` on the mean KL (> 0).
+        max_kl: the trust region :math:`\delta` on the mean
+            :math:`\mathrm{KL}(\pi_\text{old} \| \pi_\text{new})` (> 0).
         cg_iterations: conjugate-gradient iterations (> 0).
         damping: added to the Fisher matrix (>= 0).
         line_search_steps: candidate steps tried (> 0).
         shrink: backtracking factor in (0, 1).
         accept_ratio: minimum actual / expected improvement in [0, 1].
-        fisher_fraction: batch fraction for the Fisher-vector products in (0, 1].
-        kl_type: ``exact`` or ``reference_logits`` (the reference's surrogate).
+        fisher_fraction: batch fraction for the Fisher-vector products in (0, 1] (1: exact,
+            as the paper; below 1: cheaper).
+        kl_type: ``exact`` or ``reference_logits`` (the reference's per-logit surrogate,
+            categorical actions only).
+        max_grad_norm: the critic's gradient-norm clip only (``null``: none): the actors
+            take trust-region steps.
     """
 
     trust_region: ClassVar[bool] = True

@@ -1,8 +1,9 @@
-"""The typed config schemas: the YAMLs match them, the typed object reads back, library paths convert."""
+"""The typed config schemas: the YAMLs inherit them, the typed object reads back, library paths convert."""
 
 import dataclasses
 import io
 import pickle
+import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,10 @@ from omegaconf import OmegaConf
 
 from harl_torchrl.config import (
     ALGO_SCHEMAS,
+    ENV_SCHEMAS,
+    MODEL_SCHEMAS,
     AlgoConfig,
+    EnvConfig,
     GRUModelConfig,
     HAPPOConfig,
     HATRPOConfig,
@@ -30,13 +34,20 @@ from harl_torchrl.config.on_policy import Order
 from harl_torchrl.errors import ConfigError
 
 CONF = Path(__file__).resolve().parents[2] / "recipes" / "conf"
-ON_POLICY = ["haa2c", "happo", "hatrpo", "ippo", "mappo"]
 
 
 def _yaml_values(group, option):
     values = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))
     values.pop("defaults")
     return values
+
+
+def _yaml_schema(group, option):
+    """The schema a group YAML inherits: the first entry of its defaults list, ``/schema/<group>/<key>@_here_``."""
+    first = OmegaConf.to_container(OmegaConf.load(CONF / group / f"{option}.yaml"))["defaults"][0]
+    match = re.fullmatch(rf"/schema/{group}/(\w+)@_here_", first)
+    assert match, f"{group}={option} does not inherit its schema first: {first!r}"
+    return {"algo": ALGO_SCHEMAS, "env": ENV_SCHEMAS, "model": MODEL_SCHEMAS}[group][match.group(1)]
 
 
 @pytest.mark.parametrize("group", ["algo", "env", "model"])
@@ -51,14 +62,14 @@ def test_every_yaml_composes_to_its_schema_with_its_own_values(group):
             assert plain[key] == value, f"{group}={option}: {key}"
 
 
-@pytest.mark.parametrize("name", ON_POLICY)
-def test_algo_schema_defaults_are_the_yaml_values(name):
-    assert config_to_dict(ALGO_SCHEMAS[name]()) == _yaml_values("algo", name)
-
-
-@pytest.mark.parametrize("schema, option", [(MLPModelConfig, "mlp"), (GRUModelConfig, "gru")])
-def test_model_schema_defaults_are_the_yaml_values(schema, option):
-    assert schema().to_dict() == _yaml_values("model", option)
+@pytest.mark.parametrize("group", ["algo", "env", "model"])
+def test_no_yaml_repeats_a_default_of_its_schema(group):
+    """The schema is the one source of every default: a group YAML sets only what differs from it."""
+    for option in group_options(CONF, group):
+        defaults = _yaml_schema(group, option).defaults()
+        values = _yaml_values(group, option)
+        repeated = sorted(key for key, value in values.items() if defaults.get(key, object()) == config_to_dict(value))
+        assert not repeated, f"{group}={option} repeats its schema's defaults {repeated}: delete them from the YAML"
 
 
 def test_root_schema_defaults_are_the_yaml_values():
@@ -157,6 +168,12 @@ def test_registration_hook_adds_an_algorithm_the_run_check_dispatches_to():
             validate_run_config({**cfg, "algo": {"name": "toy_for_test", "batch_size": 0}})
     finally:
         del ALGO_SCHEMAS["toy_for_test"]
+
+
+@pytest.mark.parametrize("family", sorted(ENV_SCHEMAS))
+def test_every_registered_env_schema_builds_its_env(family):
+    schema = ENV_SCHEMAS[family]
+    assert schema.make is not EnvConfig.make, f"env.family={family}: {schema.__name__} needs a make() of its own"
 
 
 def test_output_dir_check_exits_with_one_line(tmp_path):
