@@ -124,6 +124,24 @@ def _leaves(obj: Any, path: tuple = ()) -> Iterator[tuple[tuple, Any]]:
         yield path, obj
 
 
+def _flat_bytes(tensor: torch.Tensor) -> torch.Tensor:
+    """The raw bytes of a dense tensor as a flat ``uint8`` tensor, read in place where its layout allows.
+
+    Any layout is accepted: a non-contiguous view, an expanded one, and a one-element view
+    whose stride is above 1 (``torch.zeros(6)[::3][:1]``, which ``.contiguous()`` leaves as
+    it is because a size-1 dimension counts as contiguous whatever its stride) are copied
+    into a fresh contiguous tensor first; conjugate and negative views are resolved.
+
+    Example:
+        >>> _flat_bytes(torch.zeros(6)[::3][:1]).tolist()
+        [0, 0, 0, 0]
+    """
+    tensor = tensor.cpu().resolve_conj().resolve_neg().reshape(-1)
+    if tensor.stride(-1) != 1:  # non-contiguous, or a size-1 view with any stride
+        tensor = tensor.clone(memory_format=torch.contiguous_format)
+    return tensor.view(torch.uint8)
+
+
 def _digest(*parts: Any) -> str:
     """SHA-256 over a canonical walk of ``parts`` (tensor bytes read in place)."""
     sha = hashlib.sha256()
@@ -134,10 +152,9 @@ def _digest(*parts: Any) -> str:
                 tensor = leaf.detach()
                 if tensor.layout != torch.strided:
                     raise TypeError(f"checkpoint entry {'/'.join(map(str, path))}: only dense tensors can be saved")
-                tensor = tensor.cpu().contiguous().reshape(-1)
                 sha.update(f"tensor:{tensor.dtype}:{tuple(leaf.shape)}:".encode())
                 if tensor.numel():
-                    sha.update(memoryview(tensor.view(torch.uint8).numpy()))
+                    sha.update(memoryview(_flat_bytes(tensor).numpy()))
             elif type(leaf) is float:
                 sha.update(b"float:" + struct.pack("<d", leaf))
             elif isinstance(leaf, (torch.device, torch.dtype)):  # e.g. in TensorDict/replay-buffer state dicts

@@ -128,6 +128,18 @@ def test_resume_continues_bit_identically_including_the_buffer(tmp_path, overrid
         assert row["critic/loss_qvalue"] == full_rows[row["step"]]["critic/loss_qvalue"]
 
 
+def test_one_env_copy_checkpoints_and_resumes_exactly(tmp_path):
+    """Issue 27 item 1 (the digest of one-element strided views): nothing is lost with one env copy."""
+    recipe = _recipe()
+    one = ["algo=hatd3", "algo.num_envs=1", "checkpoint.interval=4"]  # 5 frames per iteration
+    full = recipe.run(_config(*one, "total_frames=80"), tmp_path / "full")
+    part = recipe.run(_config(*one, "total_frames=60"), tmp_path / "part")
+    resumed = recipe.run(_config(*one, "total_frames=80", f"resume={part['checkpoint']}"), tmp_path / "resumed")
+    assert load_checkpoint(part["checkpoint"])["replay"]["length"] > 0
+    a, b = _modules(full["checkpoint"]), _modules(resumed["checkpoint"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_checkpoint_without_the_buffer_resumes_with_an_empty_one(tmp_path):
     recipe = _recipe()
     part = recipe.run(_config("algo=hatd3", "total_frames=80", "checkpoint.replay_buffer=false"), tmp_path / "part")

@@ -276,6 +276,29 @@ def test_sigkill_then_resume_ends_bit_identical(tmp_path, family, same_dir, one_
     assert previous_checkpoint(resumed_dir / "checkpoint.pt").is_file()
 
 
+@pytest.mark.parametrize("family", ["vmas", "mpe", "mamujoco"])
+def test_one_env_copy_checkpoints_and_resumes_exactly(tmp_path, family, one_thread, capsys):
+    """Regression (issue 27 item 1): with env.num_envs=1 every on-policy save failed in the digest.
+
+    The collector's carried step of one env copy holds one-element views with a stride above 1
+    ("self.stride(-1) must be 1 to view Float as Byte"): no checkpoint was ever written.
+    """
+    pytest.importorskip({"vmas": "vmas", "mpe": "mpe2", "mamujoco": "gymnasium_robotics"}[family])
+    recipe = _recipe()
+    one = ["env.num_envs=1", "checkpoint.interval=1", "eval.episodes=1"]  # 10 frames per iteration
+    whole = recipe.run(_config(*one, "total_frames=40", family=family), tmp_path / "whole")
+    part = recipe.run(_config(*one, "total_frames=20", family=family), tmp_path / "part")
+    assert load_checkpoint(part["checkpoint"])["frames"] == 20
+    assert load_checkpoint(previous_checkpoint(part["checkpoint"]))["frames"] == 10
+    capsys.readouterr()
+    resumed = recipe.run(
+        _config(*one, "total_frames=40", f"resume={part['checkpoint']}", family=family), tmp_path / "part"
+    )
+    assert "same episodes" in capsys.readouterr().out
+    a, b = _parameters(whole["checkpoint"]), _parameters(resumed["checkpoint"])
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_mamujoco_resume_continues_exactly(tmp_path, one_thread):
     pytest.importorskip("gymnasium_robotics")
     env = ["env=mamujoco/halfcheetah_2x3", "env.num_envs=2", "env.max_steps=15", "eval.episodes=0"]

@@ -213,3 +213,22 @@ def test_a_replay_buffer_state_round_trips_as_a_sidecar(tmp_path):
     other = TensorDictReplayBuffer(storage=LazyTensorStorage(16))
     other.load_state_dict(load_checkpoint(path)["replay"])
     assert len(other) == 5 and torch.equal(other[:]["obs"], buffer[:]["obs"])
+
+
+@pytest.mark.parametrize(
+    "view",
+    [
+        torch.zeros(6)[::3][:1],  # one element, stride 3: .contiguous() leaves it as it is (issue 27 item 1)
+        torch.zeros(4, 3)[:, 1:2][2:3],  # the collector's carried step of one env copy: [1, 1], strides (3, 1)
+        torch.arange(12.0).reshape(3, 4)[:, 1],  # non-contiguous
+        torch.ones(1).expand(5),  # stride 0
+        torch.tensor(2.5),  # zero-dim
+        torch.arange(4.0)[1:3],  # storage offset
+    ],
+    ids=["one_element_stride_3", "one_env_copy", "column", "expanded", "scalar", "offset"],
+)
+def test_any_tensor_layout_saves_and_verifies(tmp_path, view):
+    """Regression: env.num_envs=1 runs never wrote a checkpoint ("self.stride(-1) must be 1 to view Float as Byte")."""
+    path = save_checkpoint(tmp_path / "checkpoint.pt", {"carried": {"obs": view}}, sidecars={"replay": {"x": view}})
+    state = load_checkpoint(path)
+    assert torch.equal(state["carried"]["obs"], view) and torch.equal(state["replay"]["x"], view)
