@@ -9,11 +9,13 @@ of ``algo.num_envs`` sub-environments per iteration, then takes
 ``algo.batch_size`` (the reference's UTD: one gradient step per vector step).
 """
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from harl_torchrl.config.base import AlgoConfig, Order, choices
 from harl_torchrl.config.registry import register_algo
+from harl_torchrl.errors import ConfigError
 
 #: How the other agents' actions enter an agent's actor objective (see
 #: :class:`~harl_torchrl.sequential.SequentialActorStep`).
@@ -27,9 +29,20 @@ DistillTarget = choices("DistillTarget", "all_actions", "greedy")
 
 #: Which action spaces an algorithm takes, and what to use instead.
 ACTION_SPACE_ALTERNATIVES = {
-    "continuous": "for discrete actions use algo=hasac (or algo=had3qn), or set env.continuous_actions=true",
-    "discrete": "for continuous actions use algo=hatd3, algo=hasac or algo=haddpg, or set env.continuous_actions=false",
+    "continuous": "for discrete actions use algo=hasac (or algo=had3qn)",
+    "discrete": "for continuous actions use algo=hatd3, algo=hasac or algo=haddpg",
 }
+
+
+def _switch_action_space(env: Any, continuous: bool) -> str:
+    """``", or set env.continuous_actions=<x>"`` where the env family takes that setting, else ``""``."""
+    if "continuous_actions" not in {f.name for f in dataclasses.fields(env)}:
+        return ""  # a class constant (MaMuJoCo: boxes only)
+    try:
+        dataclasses.replace(env, continuous_actions=continuous).validate()
+    except ConfigError:
+        return ""  # the family refuses it (SMAX, football: discrete only)
+    return f", or set env.continuous_actions={str(continuous).lower()}"
 
 
 @dataclass
@@ -159,7 +172,7 @@ class OffPolicyAlgoConfig(AlgoConfig):
                 "name",
                 f"({self.name}) supports {self.action_space} actions only, but the env has {wanted} ones "
                 f"(env.family={run.env.family}, env.scenario={run.env.scenario})",
-                ACTION_SPACE_ALTERNATIVES[self.action_space],
+                ACTION_SPACE_ALTERNATIVES[self.action_space] + _switch_action_space(run.env, not continuous),
             )
         num_envs, workers = self.effective_num_envs(run), run.collector.workers
         if num_envs % workers:
@@ -167,6 +180,36 @@ class OffPolicyAlgoConfig(AlgoConfig):
                 "num_envs",
                 f"must be a multiple of collector.workers={workers}",
                 f"set algo.num_envs to a multiple of {workers}, or collector.workers=1",
+            )
+        self._refuse_runs_that_train_nothing(run, num_envs)
+
+    def _refuse_runs_that_train_nothing(self, run: Any, num_envs: int) -> None:
+        """Settings under which no gradient step would ever be taken, or a setting that would be ignored."""
+        from harl_torchrl.config.run import CollectorConfig
+
+        if run.collector.rollout_steps != CollectorConfig.rollout_steps:
+            raise ConfigError(
+                f"collector.rollout_steps={run.collector.rollout_steps} has no effect on algo={self.name}: an "
+                f"off-policy iteration collects algo.train_interval={self.train_interval} vector steps. Fix: set "
+                f"algo.train_interval={run.collector.rollout_steps} instead, and drop collector.rollout_steps"
+            )
+        batch = num_envs * self.train_interval
+        total = -(-run.total_frames // batch) * batch  # whole batches, as the run loop collects
+        if total <= self.warmup_steps:
+            raise self.fail(
+                "warmup_steps",
+                f"is not below the run's {total} frames (total_frames={run.total_frames} in batches of {batch}): "
+                "every transition would be random warm-up and no gradient step would be taken",
+                f"raise total_frames above {self.warmup_steps} (e.g. total_frames={self.warmup_steps + 10 * batch}), "
+                f"or lower algo.warmup_steps below {total}",
+            )
+        steps = run.env.max_steps
+        if steps is not None and self.n_step > steps:
+            raise self.fail(
+                "n_step",
+                f"exceeds the episode length env.max_steps={steps}: no transition would have its {self.n_step} "
+                "steps of return, and the buffer would stay empty",
+                f"use algo.n_step <= {steps} (the reference's HASAC: 20 on 25-step MPE episodes)",
             )
 
 
