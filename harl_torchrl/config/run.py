@@ -17,6 +17,9 @@ from harl_torchrl.config.base import AlgoConfig, EnvConfig, GroupConfig, ModelCo
 from harl_torchrl.config.registry import algo_config, env_config, model_config
 from harl_torchrl.errors import ConfigError
 
+#: The largest seed numpy's legacy seeding (``np.random.seed``, which VMAS also calls) takes.
+MAX_SEED = 2**32 - 1
+
 LoggerBackend = choices("LoggerBackend", "csv", "tensorboard", "wandb", "mlflow")
 CollectorBackend = choices("CollectorBackend", "local", "ray")
 
@@ -134,7 +137,8 @@ class RunConfig(GroupConfig):
             ``algo`` YAML.
         env: an :class:`~harl_torchrl.config.EnvConfig`, chosen by ``env.family``.
         model: a :class:`~harl_torchrl.config.ModelConfig`, chosen by ``model.name``.
-        seed: the run's seed, an integer >= 0.
+        seed: the run's seed, an integer from 0 to ``2**32 - 1`` (numpy's range) less
+            :meth:`seed_offset` (the run also seeds its evaluation env with ``seed + 1``).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         threads: torch's intra-op CPU threads for this process (``torch.set_num_threads``),
             set before anything is built. ``null`` (the default) keeps torch's own choice:
@@ -169,11 +173,17 @@ class RunConfig(GroupConfig):
     logger: LoggerConfig = field(default_factory=LoggerConfig)
 
     def validate(self) -> None:
-        """``seed`` >= 0, ``threads`` >= 1 or null, ``total_frames`` > 0, a usable ``device`` (not the groups)."""
+        """``seed`` in numpy's range, ``threads`` >= 1 or null, ``total_frames`` > 0, a usable ``device``."""
         from harl_torchrl.utils.device import resolve_device  # torch-level helper, imported when checking
 
-        if self.seed < 0:
-            raise self.fail("seed", "must be an integer >= 0", "set seed to a non-negative integer, e.g. seed=0")
+        highest = MAX_SEED - self.seed_offset()
+        if not 0 <= self.seed <= highest:
+            raise self.fail(
+                "seed",
+                f"must be an integer from 0 to {highest} (numpy and VMAS take seeds up to 2**32 - 1, and the run "
+                f"also uses seed + {self.seed_offset()} for its evaluation env, videos or worker envs)",
+                "set seed to an integer in that range, e.g. seed=0",
+            )
         self.require_positive("total_frames")
         self.require_positive_or_none("threads")
         try:
@@ -184,6 +194,22 @@ class RunConfig(GroupConfig):
             raise ConfigError(
                 reason if reason.startswith("device=") else f"device={self.device!r}: {reason}{fix}"
             ) from None
+
+    def seed_offset(self) -> int:
+        """The most the run adds to its seed for the envs it builds.
+
+        The evaluation env gets ``seed + 1``, the videos ``seed + 2``, worker ``i`` of the
+        collector ``seed + i * num_envs / collector.workers``.
+
+        Example:
+            >>> RunConfig().seed_offset()
+            2
+        """
+        if not isinstance(self.env, EnvConfig):
+            return 2
+        num_envs = self.algo.effective_num_envs(self) if isinstance(self.algo, AlgoConfig) else self.env.num_envs
+        workers = max(1, self.collector.workers)
+        return max(2, num_envs - max(1, num_envs // workers))
 
     def groups(self) -> list[GroupConfig]:
         """Every group instance, root first."""

@@ -25,6 +25,9 @@ CASES = [
     # root
     ("seed_negative", ["seed=-1"], "seed"),
     ("seed_text", ["seed=abc"], "seed"),
+    ("seed_above_numpy", ["seed=4294967296"], "seed"),  # 2**32: numpy's ValueError (issue 27 item 9)
+    ("seed_eval_above_numpy", ["seed=4294967295"], "seed"),  # the eval env's seed + 1 would be 2**32
+    ("seed_workers_above_numpy", ["seed=4294967292", "collector.workers=2"], "seed"),  # worker 1 of 2: seed + 4
     ("total_frames_zero", ["total_frames=0"], "total_frames"),
     ("total_frames_float", ["total_frames=1.5"], "total_frames"),
     ("root_unknown_plus", ["+sead=1"], "sead"),
