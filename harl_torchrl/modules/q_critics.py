@@ -50,6 +50,9 @@ class JointQCritic(TensorDictModuleBase):
     :math:`Q_1` only), writing ``[*B, k]``.
 
     Keys: reads ``state_keys`` then ``action_keys``, concatenated in that order; writes ``out_key``.
+    Each entry is flattened after the batch dimensions, so a stacked group's
+    ``("agents", "action")`` ``[*B, n, d]`` enters as its ``n`` agents' actions in agent order
+    (give it the size ``n * d``; a discrete stack: ``num_classes`` ``[A] * n``).
 
     Args:
         state_keys: the state entries (``["state"]``, or every ``(agent, "observation")``).
@@ -115,7 +118,7 @@ class JointQCritic(TensorDictModuleBase):
     def _action_input(self, tensordict: TensorDictBase, key: NestedKey, classes: ActionClasses) -> torch.Tensor:
         action = tensordict.get(key)
         if action.is_floating_point():
-            return action
+            return action.reshape(*tensordict.batch_size, -1)  # a stacked group's [*B, n, d] enters as [*B, n * d]
         if classes is None:
             return action.float()
         action = action.reshape(*tensordict.batch_size, -1).long()
@@ -127,7 +130,7 @@ class JointQCritic(TensorDictModuleBase):
 
     def forward(self, tensordict: TensorDictBase, heads: int | None = None) -> TensorDictBase:
         """Writes ``[*B, heads or num_qvalue]`` values to ``out_key``; returns ``tensordict``."""
-        inputs = [tensordict.get(key) for key in self.state_keys]
+        inputs = [tensordict.get(key).reshape(*tensordict.batch_size, -1) for key in self.state_keys]
         inputs += [
             self._action_input(tensordict, k, c) for k, c in zip(self.action_keys, self.num_classes, strict=True)
         ]

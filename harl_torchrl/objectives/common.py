@@ -9,6 +9,7 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.nn import ProbabilisticTensorDictSequential
 from tensordict.utils import NestedKey
 from torch import distributions as D
+from torchrl.modules.models.multiagent import MultiAgentNetBase
 from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
@@ -111,6 +112,16 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
           log-probability under the behaviour policy; taken from the actor
           (``(agent, "action")``, ``(agent, "action_log_prob")``) by default.
 
+    Stacked groups (TorchRL's layout, ``[*B, n, ...]`` entries): give the loss agent
+    :math:`k`'s :class:`~harl_torchrl.sequential.AgentSliceActor` (its ``agent_index`` is
+    :math:`k`). The loss then reads the group's stacked keys (e.g. ``("agents", "action")``,
+    ``("agents", "action_log_prob")``) and selects entry :math:`k` of every per-agent
+    quantity: the log-probabilities ``[*B, n]``, the entropy, the KL, and the advantage
+    when it is per agent (``[*B, n, 1]``, as TorchRL's GAE on a per-agent value writes it);
+    a joint ``[*B, 1]`` advantage and the factor are read as they are. A stacked policy
+    given whole is refused (one loss per agent of the stack), and so is one whose
+    parameters are shared across the stack (that is MAPPO).
+
     The class-level ``default_keys`` show TorchRL's generic ``"action"`` and
     ``"action_log_prob"``: an instance replaces them with its actor's keys, so read
     ``loss.tensor_keys`` for what it uses; ``set_keys(action=None)`` restores the
@@ -161,7 +172,10 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
         if entropy_coeff < 0:
             raise ConfigError(f"entropy_coeff must be >= 0, got {entropy_coeff}")
         super().__init__()
+        _refuse_whole_stack(type(self).__name__, actor_network)
         self.actor_network = actor_network
+        #: The agent's position in a stacked group (``None``: a group of its own).
+        self.agent_index: int | None = getattr(actor_network, "agent_index", None)
         self.reduction = reduction
         self.register_buffer("entropy_coeff", torch.tensor(float(entropy_coeff)))
         self._actor_keys: dict[str, NestedKey] = {}
@@ -206,7 +220,15 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
     def log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
         """Joint log-probability ``[*B]`` of the stored actions under the current policy."""
         action = tensordict.get(self.tensor_keys.action)
-        return self.distribution(tensordict).log_prob(action)
+        return self.select_agent(self.distribution(tensordict).log_prob(action))
+
+    def stored_log_prob(self, tensordict: TensorDictBase) -> torch.Tensor:
+        """The behaviour policy's log-probability ``[*B]`` of the stored actions (this agent's entry)."""
+        return self.select_agent(tensordict.get(self.tensor_keys.sample_log_prob))
+
+    def select_agent(self, value: torch.Tensor) -> torch.Tensor:
+        """Entry :attr:`agent_index` of a per-agent ``[*B, n]`` quantity (unchanged for a group of its own)."""
+        return value if self.agent_index is None else value[..., self.agent_index]
 
     def _inputs(self, tensordict: TensorDictBase) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Advantage, detached factor and behaviour log-probability, shape-checked."""
@@ -217,6 +239,9 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
                 "(e.g. with CentralValueLoss.compute_advantage, or TorchRL's GAE(value_network=critic)) "
                 "or remap it with set_keys(advantage=...)"
             )
+        prev_log_prob = self.stored_log_prob(tensordict)
+        if self.agent_index is not None and advantage.ndim == prev_log_prob.ndim + 2:
+            advantage = advantage[..., self.agent_index, :]  # per-agent [*B, n, 1]: this agent's column
         factor = tensordict.get(self.tensor_keys.factor, None)
         if factor is None:
             raise KeyError(
@@ -229,7 +254,6 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
                 f"the factor has shape {tuple(factor.shape)} but the advantage has shape {tuple(advantage.shape)}; "
                 "they must match exactly (a broadcast would silently mix samples)"
             )
-        prev_log_prob = tensordict.get(self.tensor_keys.sample_log_prob)
         if prev_log_prob.requires_grad:
             raise RuntimeError(f"the stored log-probability {self.tensor_keys.sample_log_prob!r} requires grad")
         if advantage.shape != (*prev_log_prob.shape, 1):
@@ -247,10 +271,10 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
         action = tensordict.get(self.tensor_keys.action)
         if action.requires_grad:
             raise RuntimeError(f"the stored action {self.tensor_keys.action!r} requires grad")
-        return (dist.log_prob(action) - prev_log_prob).unsqueeze(-1), dist
+        return (self.select_agent(dist.log_prob(action)) - prev_log_prob).unsqueeze(-1), dist
 
     def _entropy_terms(self, dist: D.Distribution, td_out: TensorDict, tensordict: TensorDictBase) -> None:
-        entropy = dist.entropy().unsqueeze(-1)
+        entropy = self.select_agent(distribution_entropy(dist)).unsqueeze(-1)
         td_out.set("entropy", entropy.detach().mean())
         if float(self.entropy_coeff) != 0.0:
             td_out.set("loss_entropy", self._reduce_loss(-self.entropy_coeff * entropy, tensordict))
@@ -268,3 +292,44 @@ class HAPolicyLoss(NoValueEstimator, LossModule):
             td_out.set("factor_mean", factor.mean())
             td_out.set("factor_min", factor.min())
             td_out.set("factor_max", factor.max())
+
+
+def distribution_entropy(dist: D.Distribution) -> torch.Tensor:
+    r"""``dist.entropy()``, or the one-sample estimate :math:`-\log\pi(\tilde a)`, :math:`\tilde a \sim \pi`.
+
+    The estimate is taken where the distribution has no closed-form entropy, e.g. TorchRL's
+    ``TanhNormal`` (the policy of its multi-agent examples). As in TorchRL's
+    :class:`~torchrl.objectives.ClipPPOLoss`, it draws one reparameterised sample (from
+    torch's global generator), so it carries a gradient. Distributions with an entropy
+    (every one the library builds) use it.
+
+    Example:
+        >>> distribution_entropy(D.Normal(torch.zeros(2), torch.ones(2))).shape
+        torch.Size([2])
+    """
+    try:
+        return dist.entropy()
+    except NotImplementedError:
+        sample = dist.rsample() if dist.has_rsample else dist.sample()
+        return -dist.log_prob(sample)
+
+
+def _refuse_whole_stack(loss: str, actor: torch.nn.Module) -> None:
+    """Refuses a stacked TorchRL policy (several agents in one network) given whole to a per-agent loss."""
+    if getattr(actor, "agent_index", None) is not None:
+        return
+    for module in actor.modules():
+        if isinstance(module, MultiAgentNetBase) and module.n_agents > 1:
+            if module.share_params:
+                raise ConfigError(
+                    f"{loss} got a policy whose {type(module).__name__} shares its parameters across its "
+                    f"{module.n_agents} agents (share_params=True): that is MAPPO (one policy for every agent, updated "
+                    "together), not a heterogeneous-agent method: train it with TorchRL's MAPPOLoss/ClipPPOLoss, or "
+                    "build the policy with MultiAgentMLP(share_params=False) for HAPPO"
+                )
+            raise ConfigError(
+                f"{loss} got a stacked policy of {module.n_agents} agents; the sequential scheme updates each agent "
+                "of the stack on its own, with its own loss and optimiser: stack = "
+                "harl_torchrl.sequential.AgentStack(policy), then one loss per agent, "
+                f"{{name: {loss}(actor) for name, actor in stack.actors.items()}}"
+            )

@@ -117,7 +117,7 @@ class HATRPOLoss(HAA2CLoss):
         """Mean over the batch of ``KL(pi_old || pi_theta)`` (differentiable in theta)."""
         with torch.no_grad():
             old = self.old_distribution(tensordict)
-        return self.kl(old, self.distribution(tensordict)).mean()
+        return self.select_agent(self.kl(old, self.distribution(tensordict))).mean()
 
     def fisher_product(self, tensordict: TensorDictBase) -> Callable[[torch.Tensor], torch.Tensor] | None:
         r"""A cheap exact Fisher-vector product at the current (= old) parameters, if available.
@@ -134,14 +134,15 @@ class HATRPOLoss(HAA2CLoss):
         Returns:
             ``v -> H v`` (no damping) over ``self.actor_network.parameters()`` in order,
             or ``None`` where it does not apply (recurrent actors, the reference's
-            per-logit KL, other distributions): the caller then differentiates
-            :meth:`mean_kl` twice.
+            per-logit KL, other distributions, an agent of a stacked group): the caller
+            then differentiates :meth:`mean_kl` twice.
         """
         prob = self.actor_network.module[-1]
         dist_class = prob.distribution_class
         gaussian = isinstance(dist_class, type) and issubclass(dist_class, D.Independent)
         categorical = isinstance(dist_class, type) and issubclass(dist_class, (D.Categorical, MaskedMultiCategorical))
-        if self.kl_type != "exact" or is_recurrent(self.actor_network) or not (gaussian or categorical):
+        stacked = self.agent_index is not None  # agent k of a stack: its own views, not module[0]'s parameters
+        if self.kl_type != "exact" or stacked or is_recurrent(self.actor_network) or not (gaussian or categorical):
             return None
         net = self.actor_network.module[0]
         names, params = zip(*net.named_parameters(), strict=True)

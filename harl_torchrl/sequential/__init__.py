@@ -21,8 +21,10 @@ actor step of HADDPG/HATD3/HASAC and the MA baselines' variants),
 :mod:`~harl_torchrl.sequential.best_response` (:class:`HAD3QNActorStep`, HAD3QN's sequential
 best response),
 :mod:`~harl_torchrl.sequential.trainers` (the per-agent on-policy trainers),
-:mod:`~harl_torchrl.sequential.optim` (the one optimiser step every trainer takes) and
-:mod:`~harl_torchrl.sequential.agents` (per-agent parameter ownership). Every public
+:mod:`~harl_torchrl.sequential.optim` (the one optimiser step every trainer takes),
+:mod:`~harl_torchrl.sequential.agents` (per-agent parameter ownership) and
+:mod:`~harl_torchrl.sequential.stacked` (TorchRL's stacked groups, each agent of a stack its
+own agent: :class:`AgentStack`). Every public
 name is importable from :mod:`harl_torchrl.sequential` itself.
 """
 
@@ -32,6 +34,7 @@ from harl_torchrl.sequential.off_policy import ActorScheme, ActorTrainer, Delaye
 from harl_torchrl.sequential.on_policy import SequentialUpdater
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
+from harl_torchrl.sequential.stacked import AgentSliceActor, AgentStack, stacked_networks
 from harl_torchrl.sequential.trainers import (
     AgentTrainer,
     CriticTrainer,
@@ -46,6 +49,8 @@ __all__ = [
     "ActorScheme",
     "ActorTrainer",
     "AgentOrder",
+    "AgentSliceActor",
+    "AgentStack",
     "AgentTrainer",
     "CriticTrainer",
     "DelayedUpdates",
@@ -61,4 +66,5 @@ __all__ = [
     "optimizer_parameters",
     "optimizer_step",
     "sequence_chunks",
+    "stacked_networks",
 ]

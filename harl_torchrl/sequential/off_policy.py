@@ -42,6 +42,7 @@ from harl_torchrl.errors import ConfigError, require_positive
 from harl_torchrl.sequential.agents import agent_parameters_by_name
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
+from harl_torchrl.sequential.stacked import check_agent_optimizer
 
 ActorScheme = Literal["sequential", "buffer", "simultaneous"]
 AfterStep = Callable[[TensorDict], TensorDictBase | None]
@@ -82,6 +83,7 @@ class ActorTrainer:
     ) -> None:
         if max_grad_norm is not None:
             require_positive("max_grad_norm", max_grad_norm)
+        check_agent_optimizer(loss, optimizer)  # an agent of a stack: its own views only
         self.loss = loss
         self.optimizer = optimizer
         self.max_grad_norm = max_grad_norm

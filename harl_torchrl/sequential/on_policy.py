@@ -141,7 +141,9 @@ class SequentialUpdater:
         if self.normalize_advantage:
             for key in self.advantage_keys:
                 batch.set(key, normalize_advantage(batch.get(key)))
-        factor = torch.ones_like(batch.get(self.advantage_keys[0]))
+        advantage = batch.get(self.advantage_keys[0])
+        # one joint factor per sample, [*B, 1], also when the advantage is per agent of a stack ([*B, n, 1])
+        factor = torch.ones(*batch.batch_size, 1, dtype=advantage.dtype, device=advantage.device)
         order = self.draw_order()
         diagnostics = TensorDict({})
         for name in order:
@@ -177,7 +179,8 @@ class SequentialUpdater:
         loss = trainer.loss
         with set_recurrent_mode(True):  # whole trajectories for recurrent policies
             new_log_prob = loss.log_prob(batch)
-        old_log_prob = batch.get(loss.tensor_keys.sample_log_prob)
+        stored = getattr(loss, "stored_log_prob", None)  # an agent of a stack reads its own entry
+        old_log_prob = stored(batch) if stored is not None else batch.get(loss.tensor_keys.sample_log_prob)
         return factor * (new_log_prob - old_log_prob).exp().reshape(factor.shape)
 
     def state_dict(self) -> dict:

@@ -12,6 +12,7 @@ from torchrl.modules import set_recurrent_mode
 
 from harl_torchrl.errors import ConfigError, require_positive
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
+from harl_torchrl.sequential.stacked import check_agent_optimizer
 from harl_torchrl.trust_region import TrustRegionSettings, fisher_vector_product, trust_region_step
 
 
@@ -109,6 +110,7 @@ class PolicyTrainer:
             require_positive("max_grad_norm", max_grad_norm)
         if chunk_length is not None:
             require_positive("chunk_length", chunk_length)
+        check_agent_optimizer(loss, optimizer)  # an agent of a stack: its own views only
         self.loss = loss
         self.optimizer = optimizer
         self.epochs = epochs
