@@ -110,8 +110,8 @@ env = MatrixGame(payoff)
 # Training: same data, same critic, only the parameter sharing differs
 # --------------------------------------------------------------------
 # 256 one-step episodes per iteration, 25 iterations. Omitted config keys take the
-# defaults of ``recipes/conf/algo/<name>.yaml``; the learning rates are raised for
-# this tiny budget.
+# defaults of the algorithm's schema (:mod:`harl_torchrl.config`); the learning
+# rates are raised for this tiny budget.
 settings = {"actor_lr": 1e-2, "critic_lr": 1e-2, "entropy_coeff": 0.0}
 
 

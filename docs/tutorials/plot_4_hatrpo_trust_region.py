@@ -20,9 +20,9 @@ diagnostics that :class:`~harl_torchrl.sequential.TrustRegionTrainer` reports.
 # Setup: the library's builder for the ``algo`` config
 # ----------------------------------------------------
 # :func:`~harl_torchrl.algorithms.build_on_policy_updater` takes the same
-# mapping as ``recipes/conf/algo/hatrpo.yaml`` (omitted keys keep the reference's
-# defaults: :math:`\delta = 0.01`, 10 CG iterations, damping 0.1, 10 line-search
-# steps, shrink 0.8, accept ratio 0.5).
+# settings as ``algo=hatrpo`` (:class:`~harl_torchrl.config.HATRPOConfig`; omitted
+# keys keep the reference's defaults: :math:`\delta = 0.01`, 10 CG iterations,
+# damping 0.1, 10 line-search steps, shrink 0.8, accept ratio 0.5).
 import matplotlib.pyplot as plt
 import torch
 from torchrl.collectors import Collector
