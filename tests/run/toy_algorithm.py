@@ -54,7 +54,7 @@ class ToyComponents:
         loss.backward()
         self.optimizer.step()
         self.updates += 1
-        return {"toy/loss": float(loss), "toy/updates": float(self.updates)}
+        return {"toy/loss": float(loss.detach()), "toy/updates": float(self.updates)}
 
     def state_dict(self) -> dict[str, Any]:
         return {
