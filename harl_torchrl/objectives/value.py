@@ -11,10 +11,10 @@ from tensordict.utils import NestedKey
 from torch.nn import functional as F
 from torchrl.objectives import LossModule
 from torchrl.objectives.utils import ValueEstimators
-from torchrl.objectives.value import GAE, ValueEstimatorBase
+from torchrl.objectives.value import GAE, MultiAgentGAE, ValueEstimatorBase
 
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.modules.critics import critic_value_norm
+from harl_torchrl.modules.critics import Denormalize, critic_value_norm
 from harl_torchrl.modules.value_norm import ValueNorm
 from harl_torchrl.objectives.common import check_reduction
 
@@ -36,12 +36,34 @@ class CentralValueLoss(LossModule):
     error; ``clip_value=None`` drops the clipped term. This is the reference
     implementation's value loss.
 
-    The critic must be a two-step module as built by
+    The critic is either a two-step module as built by
     :func:`~harl_torchrl.modules.make_central_critic`: a network writing
     ``"state_value_normalized"`` followed by a denormaliser writing
     ``"state_value"`` (return units). The loss uses the critic's own
     :class:`~harl_torchrl.modules.ValueNorm` (the one given to
-    ``make_central_critic``), so the two cannot disagree.
+    ``make_central_critic``), so the two cannot disagree. Or it is any TorchRL
+    value module without that step (a ``ValueOperator``, e.g. TorchRL's centralised
+    ``MultiAgentMLP(centralized=True, share_params=True)`` writing
+    ``("agents", "state_value")`` ``[*B, n, 1]``): it is then regressed in return units
+    at ``tensor_keys.value``, one term per agent entry.
+
+    A stacked group's keys (TorchRL's layout) are remapped with :meth:`set_keys`, e.g.
+    ``set_keys(value=("agents", "state_value"), reward=("agents", "reward"))``; with
+    ``make_value_estimator(ValueEstimators.MAGAE)`` TorchRL's
+    :class:`~torchrl.objectives.value.MultiAgentGAE` broadcasts a team-level
+    ``("next", "done")``/``("next", "terminated")`` along the agents (no done
+    transform needed) and writes ``"advantage"`` and ``"value_target"`` ``[*B, n, 1]``,
+    which the HA policy losses of a stack read column by column.
+
+    How this differs from TorchRL's ``MAPPOLoss(value_norm=PopArtValueNorm(...))``, and
+    why: there the critic predicts return units and the normaliser rescales target and
+    prediction inside the loss only (it is updated on every loss call); here, as in the
+    HARL reference, the critic *predicts* normalised values and is denormalised before
+    GAE, and the normaliser moves once per iteration before the critic's epochs
+    (:meth:`update_value_norm`), so the regression target stays fixed across epochs. The
+    clip of the value change and the Huber loss (reference: ``clip_value=0.2``,
+    ``huber_delta=10``) are the reference's; ``ClipPPOLoss`` defaults to an unclipped
+    smooth-L1 loss.
 
     Advantages, either way:
 
@@ -134,8 +156,24 @@ class CentralValueLoss(LossModule):
 
     @property
     def network(self) -> torch.nn.Module:
-        """The part of the critic that outputs the normalised prediction."""
-        return self.critic_network[0]
+        """The part of the critic whose output the loss regresses.
+
+        The network before the :class:`~harl_torchrl.modules.Denormalize` step of a critic
+        built by :func:`~harl_torchrl.modules.make_central_critic` (it writes the normalised
+        prediction), or the whole critic when it has no such step (a TorchRL
+        ``ValueOperator``/``TensorDictModule``, e.g. a centralised ``MultiAgentMLP``: it writes
+        the value in return units at ``tensor_keys.value``).
+        """
+        return self.critic_network[0] if self._two_step else self.critic_network
+
+    @property
+    def _two_step(self) -> bool:
+        critic = self.critic_network
+        return isinstance(critic, TensorDictSequential) and isinstance(getattr(critic[-1], "module", None), Denormalize)
+
+    @property
+    def _prediction_key(self) -> NestedKey:
+        return self.tensor_keys.value_normalized if self._two_step else self.tensor_keys.value
 
     def _distance(self, error: torch.Tensor) -> torch.Tensor:
         if self.loss_type == "huber":
@@ -194,7 +232,7 @@ class CentralValueLoss(LossModule):
         if self.value_norm is not None:
             self._check_value_norm_updated()
             target = self.value_norm.normalize(target)
-        prediction = self.network(tensordict.copy()).get(self.tensor_keys.value_normalized)
+        prediction = self.network(tensordict.copy()).get(self._prediction_key)
         loss = self._distance(target - prediction)
         td_out = TensorDict({})
         if self.clip_value is not None:
@@ -216,8 +254,11 @@ class CentralValueLoss(LossModule):
 
         Args:
             value_type: ``ValueEstimators.GAE`` or ``None`` (default: GAE built
-                here); a :class:`~torchrl.objectives.value.ValueEstimatorBase`
-                instance, e.g. ``GAE(gamma=0.99, lmbda=0.95, value_network=critic)``
+                here), ``ValueEstimators.MAGAE`` (TorchRL's
+                :class:`~torchrl.objectives.value.MultiAgentGAE`: per-agent values
+                ``[*B, n, 1]`` with team-level reward/done broadcast along the agents);
+                a :class:`~torchrl.objectives.value.ValueEstimatorBase` instance,
+                e.g. ``GAE(gamma=0.99, lmbda=0.95, value_network=critic)``
                 (its ``value_network`` must be this loss's critic, or ``None``); or
                 such a class, built with ``hyperparams``.
             **hyperparams: forwarded to the estimator's class; for GAE ``gamma``
@@ -251,14 +292,16 @@ class CentralValueLoss(LossModule):
             estimator = value_type(**hyperparams)
         elif isinstance(value_type, ValueEstimatorBase):
             estimator = value_type
-        elif value_type == ValueEstimators.GAE:
+        elif value_type in (ValueEstimators.GAE, ValueEstimators.MAGAE):
             hyperparams.setdefault("gamma", 0.99)
             hyperparams.setdefault("lmbda", 0.95)
             # values are computed by compute_advantage (which also keeps the normalised ones)
-            estimator = GAE(value_network=None, **hyperparams)
+            estimator_class = GAE if value_type == ValueEstimators.GAE else MultiAgentGAE
+            estimator = estimator_class(value_network=None, **hyperparams)
         else:
             raise ConfigError(
-                f"CentralValueLoss builds the GAE value estimator only, got {value_type}; pass an estimator instance "
+                f"CentralValueLoss builds the GAE and MAGAE value estimators only, got {value_type}; pass an "
+                "estimator instance "
                 "(e.g. torchrl.objectives.value.GAE(..., value_network=critic)) or class instead"
             )
         if estimator.value_network is not None and estimator.value_network is not self.critic_network:

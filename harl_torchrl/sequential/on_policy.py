@@ -38,7 +38,9 @@ class SequentialUpdater:
         agents: ``{agent_name: trainer}``; each trainer has a ``loss`` with
             ``log_prob(td)`` and ``tensor_keys.sample_log_prob`` (any
             :class:`~harl_torchrl.objectives.HAPolicyLoss`) and a
-            ``train(batch, generator)`` method (:class:`PolicyTrainer`).
+            ``train(batch, generator)`` method (:class:`PolicyTrainer`). Each agent of
+            a stacked TorchRL group is one entry, its loss built on
+            :attr:`AgentStack.actors` ``[name]``; stacked and one-agent groups mix.
         critic: the critic's trainer (:class:`CriticTrainer`), a mapping of several
             (decentralised critics, e.g. IPPO), or ``None`` when the caller trains it.
         order: ``"random"`` (default, the paper's scheme) or ``"fixed"``.
