@@ -1,3 +1,4 @@
+import errno
 import os
 import random
 
@@ -232,3 +233,90 @@ def test_any_tensor_layout_saves_and_verifies(tmp_path, view):
     path = save_checkpoint(tmp_path / "checkpoint.pt", {"carried": {"obs": view}}, sidecars={"replay": {"x": view}})
     state = load_checkpoint(path)
     assert torch.equal(state["carried"]["obs"], view) and torch.equal(state["replay"]["x"], view)
+
+
+def _disk_fills_up(monkeypatch, module, *, on, wrapped=False):
+    """torch.save writes part of the file, then the disk is full (``on``: "sidecar" or "main" file)."""
+    real = torch.save
+
+    def save(obj, handle, *args, **kwargs):
+        if ("sidecar" in obj) == (on == "sidecar"):
+            handle.write(b"x" * 4096)  # the part that fitted
+            err = OSError(errno.ENOSPC, "No space left on device")
+            if wrapped:  # what torch's zip writer raises when the write under it fails
+                try:
+                    raise err
+                except OSError:
+                    raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos") from None
+            raise err
+        return real(obj, handle, *args, **kwargs)
+
+    monkeypatch.setattr(module.torch, "save", save)
+
+
+@pytest.mark.parametrize(
+    "on, wrapped", [("sidecar", False), ("main", False), ("main", True)], ids=["sidecar", "main", "wrapped"]
+)
+def test_a_full_disk_is_one_line_and_the_previous_checkpoint_stays_intact(tmp_path, monkeypatch, on, wrapped):
+    """Regression (issue 27 item 11): disk full while saving was an OSError traceback (three chained off-policy)."""
+    from harl_torchrl.utils import checkpoint as module
+
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0, sidecars={"replay": {"obs": torch.ones(1000)}})
+    _save(path, scale=2.0, sidecars={"replay": {"obs": torch.full((1000,), 2.0)}})
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    _disk_fills_up(monkeypatch, module, on=on, wrapped=wrapped)
+    with pytest.raises(CheckpointError) as info:
+        _save(path, scale=3.0, sidecars={"replay": {"obs": torch.full((1000,), 3.0)}})
+    message = str(info.value)
+    assert "\n" not in message and "no space left" in message
+    assert (
+        f"of {tmp_path} (" in message and "this save needs about 21.4 kB" in message
+    )  # 16 kB + 4 kB of tensors, 2 x 500 B
+    sidecar = torch.load(path, weights_only=True)["sidecars"]["replay"]["file"]
+    assert f"the previous checkpoint {path} (iteration 1, 80 frames) and its sidecar {sidecar} are intact" in message
+    assert message.endswith(f"Fix: free space in {tmp_path}, then resume from it")
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "nothing replaced, nothing left behind"
+    state = load_checkpoint(path)
+    assert torch.equal(state["w"], _state(2.0)["w"]) and torch.equal(state["replay"]["obs"], torch.full((1000,), 2.0))
+
+
+def test_a_full_disk_before_any_checkpoint_says_so(tmp_path, monkeypatch):
+    from harl_torchrl.utils import checkpoint as module
+
+    _disk_fills_up(monkeypatch, module, on="main")
+    with pytest.raises(CheckpointError, match="no checkpoint had been written yet"):
+        _save(tmp_path / "checkpoint.pt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_save_killed_while_writing_a_sidecar_leaves_nothing_behind(tmp_path):
+    """Regression (issue 27 item 16): the killed sidecar's temp (named after its digest) and old sidecars stayed."""
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0, sidecars={"replay": {"obs": torch.ones(100)}})
+    _save(path, scale=2.0, sidecars={"replay": {"obs": torch.full((100,), 2.0)}})
+    # what SIGKILL during the third save's sidecar leaves: its temp, and (a save before) an orphaned sidecar
+    (tmp_path / ".checkpoint.replay.0123456789ab.pt.k1ll3d.tmp").write_bytes(b"x" * 4_000_000)
+    (tmp_path / ".checkpoint.prev.pt.k1ll3d.tmp").write_bytes(b"x" * 1000)
+    (tmp_path / "checkpoint.replay.ba9876543210.pt").write_bytes(b"an orphan")
+    keep = {"notes.txt", "checkpoint.replay.txt", ".other.pt.abc.tmp"}  # not ours: never touched
+    for name in keep:
+        (tmp_path / name).write_text("mine")
+    _save(path, scale=3.0, sidecars={"replay": {"obs": torch.full((100,), 3.0)}})  # another sidecar name
+    sidecars = sorted(p.name for p in tmp_path.glob("checkpoint.replay.*.pt"))
+    assert len(sidecars) == 2 and "checkpoint.replay.ba9876543210.pt" not in sidecars
+    assert not list(tmp_path.glob(".checkpoint*.tmp"))
+    assert keep <= {p.name for p in tmp_path.iterdir()}
+    assert torch.equal(load_checkpoint(previous_checkpoint(path))["replay"]["obs"], torch.full((100,), 2.0))
+
+
+def test_sidecars_go_once_no_checkpoint_references_them(tmp_path):
+    """A resumed run with checkpoint.replay_buffer=false writes no sidecar: the old ones go after two saves."""
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0, sidecars={"replay": {"obs": torch.ones(100)}})
+    _save(path, scale=2.0)  # the previous checkpoint still references its sidecar
+    assert len(list(tmp_path.glob("checkpoint.replay.*.pt"))) == 1
+    assert torch.equal(load_checkpoint(previous_checkpoint(path))["replay"]["obs"], torch.ones(100))
+    _save(path, scale=3.0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
