@@ -305,8 +305,20 @@ class OutputDirCheck(Callback):
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Checks ``hydra.run.dir``."""
-        _check_writable(str(config.hydra.run.dir), "hydra.run.dir")
+        _check_writable(_resolved(config, "run"), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         """Checks ``hydra.sweep.dir``."""
-        _check_writable(str(config.hydra.sweep.dir), "hydra.sweep.dir")
+        _check_writable(_resolved(config, "sweep"), "hydra.sweep.dir")
+
+
+def _resolved(config: DictConfig, mode: str) -> str:
+    """``hydra.<mode>.dir``, resolved.
+
+    Its ``${hydra:...}`` parts need the Hydra config set, which Hydra itself does only once
+    the job starts (reading it earlier printed a five-line warning on every run).
+    """
+    from hydra.core.hydra_config import HydraConfig
+
+    HydraConfig.instance().set_config(config)
+    return str(config.hydra[mode].dir)

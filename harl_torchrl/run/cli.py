@@ -20,14 +20,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-try:  # TEMP until the schema-store function lands
-    from harl_torchrl.config import store_schemas
-except ImportError:
-
-    def store_schemas() -> None:
-        return None
-
-
+from harl_torchrl.config import store_schemas
 from harl_torchrl.config.hydra_checks import check_command_line, resume_run_dir
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 
@@ -60,14 +53,65 @@ def train_in_hydra_dir(cfg: DictConfig, program: str = "harl-train") -> None:
     from harl_torchrl.run import RunStopped, run  # torch and the envs load here, after the command line passed
     from harl_torchrl.run_guard import NonFiniteError
 
-    try:
-        run(cfg, HydraConfig.get().runtime.output_dir)
-    except (ConfigError, MissingDependencyError, NonFiniteError) as err:
-        sys.exit(f"error: {err}")
-    except RunStopped as stopped:
-        print(f"stopped by {stopped.signal_name} at {stopped.frames:,} frames; checkpoint: {stopped.checkpoint}")
-        print(f"resume with: {stopped.resume_command(program)}")
-        sys.exit(stopped.exit_code)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    with _TeeToLog(run_dir / "train.log") as log:
+        try:
+            run(cfg, run_dir)
+        except (ConfigError, MissingDependencyError, NonFiniteError) as err:
+            log.write(f"error: {err}\n")
+            sys.exit(f"error: {err}")
+        except RunStopped as stopped:
+            print(f"stopped by {stopped.signal_name} at {stopped.frames:,} frames; checkpoint: {stopped.checkpoint}")
+            print(f"resume with: {stopped.resume_command(program)}")
+            sys.exit(stopped.exit_code)
+
+
+class _TeeToLog:
+    """Within the block, what the run prints (banner, notes, summary) also goes to ``<run dir>/train.log``.
+
+    Only standard output: the progress bar (standard error) would fill the file with redraws.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._stdout: Any = None
+        self._file: Any = None
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        self._file.flush()
+        return len(text)
+
+    def __enter__(self) -> _TeeToLog:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a", encoding="utf-8")
+        self._stdout = sys.stdout
+        sys.stdout = _Tee(self._stdout, self._file)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        sys.stdout = self._stdout
+        self._file.close()
+
+
+class _Tee:
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.streams[0], "isatty", lambda: False)())
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.streams[0], name)
 
 
 @hydra.main(config_path="pkg://harl_torchrl.conf", config_name="config", version_base="1.3")

@@ -19,9 +19,12 @@ iteration in flight with a checkpoint (:mod:`harl_torchrl.run.stop`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import logging
 import math
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,8 +83,20 @@ def run(cfg: DictConfig | RunConfig | dict, output_dir: str | Path) -> dict[str,
         print(f"{algo.name}: {num_envs} training envs (algo.num_envs; algo.num_envs=null uses env.num_envs)")
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=num_envs))
     output_dir = Path(output_dir)
-    with RunDirLock(output_dir), StopSignals() as stop:
+    with RunDirLock(output_dir), StopSignals() as stop, _torchrl_warnings_only():
         return _train(cfg, output_dir, stop)
+
+
+@contextlib.contextmanager
+def _torchrl_warnings_only() -> Iterator[None]:
+    """TorchRL's INFO lines (e.g. a storage's size, in colour codes) would cut into the progress bar."""
+    torchrl_logger = logging.getLogger("torchrl")
+    level = torchrl_logger.level
+    torchrl_logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        torchrl_logger.setLevel(level)
 
 
 def _train(cfg: RunConfig, output_dir: Path, stop: StopSignals) -> dict[str, Any]:

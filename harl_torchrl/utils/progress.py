@@ -165,11 +165,16 @@ class RunProgress:
         checkpoint: Path | None = None,
         videos: Sequence[Path] = (),
     ) -> str:
-        """Closes the bar and returns the summary (the caller prints it)."""
-        self.bar.close()
+        """Closes the bar and returns the summary (the caller prints it).
+
+        The bar's last ``eval=`` becomes the final evaluation's, so that it and the
+        summary's "final eval return" are the same figure.
+        """
         final = _finite(final_eval)
         if final is not None:
             self.record_eval(final)
+            self.bar.set_postfix(self.postfix(), refresh=True)
+        self.bar.close()
         wall = time.perf_counter() - self.start
         done = self.frames - self.start_frames
         lines = [

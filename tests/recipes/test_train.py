@@ -141,6 +141,10 @@ def test_command_line_entry_point(tmp_path):
     assert len(final) == 1
     logged = _rows(tmp_path / "metrics.csv")[-1]["eval/return_mean"]  # the final evaluation's row
     assert float(final[0].split(":")[1]) == pytest.approx(float(logged), abs=1e-3)
+    # the run dir's train.log holds what the terminal showed (banner and summary); no Hydra warning
+    log = (tmp_path / "train.log").read_text()
+    assert log.startswith("happo on vmas/balance: ") and "final eval return:" in log
+    assert "Warning" not in out.stderr, out.stderr[-2000:]
 
 
 def _final_parameters(tmp_path, seed):
