@@ -80,12 +80,16 @@ class OffPolicyAlgoConfig(AlgoConfig):
         num_qvalue: class constant: critic heads (twin Q = 2).
         checkpoint_frames: class constant: frames between checkpoints when
             ``checkpoint.interval`` is ``null`` (each also writes the replay buffer).
+        builder: class constant: the function that builds this family's networks, losses
+            and actor step (:meth:`build_parts`), a name in :mod:`harl_torchrl.off_policy`
+            or a dotted path (``"my_package.module.build_mine"``).
     """
 
     kind: ClassVar[str] = "off_policy"
     action_space: ClassVar[str] = "continuous"
     num_qvalue: ClassVar[int] = 2
     checkpoint_frames: ClassVar[int] = 100_000
+    builder: ClassVar[str] = ""
 
     num_envs: int | None = 20
     train_interval: int = 50
@@ -150,7 +154,13 @@ class OffPolicyAlgoConfig(AlgoConfig):
             seed: seed of the agent-order generator.
             device: where the networks live.
         """
-        raise NotImplementedError(f"{type(self).__name__} builds no networks (override build_parts())")
+        import importlib
+
+        if not self.builder:
+            raise NotImplementedError(f"{type(self).__name__} names no builder (set builder or override build_parts())")
+        module, _, function = self.builder.rpartition(".")
+        build = getattr(importlib.import_module(module or "harl_torchrl.off_policy"), function)
+        return build(self, net, model, env, specs, seed, device)
 
     def validate_run(self, run: Any) -> None:
         """A feed-forward model, a supported action space, workers dividing the sub-environments.
@@ -228,6 +238,7 @@ class DeterministicConfig(OffPolicyAlgoConfig):
             steps only (TD3: 2).
     """
 
+    builder: ClassVar[str] = "build_deterministic"
     exploration_noise: float = 0.1
     policy_noise: float = 0.2
     noise_clip: float = 0.5
@@ -238,12 +249,6 @@ class DeterministicConfig(OffPolicyAlgoConfig):
         super().validate()
         self.require_non_negative("exploration_noise", "policy_noise", "noise_clip")
         self.require_positive("policy_freq")
-
-    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
-        """:func:`~harl_torchrl.off_policy.build_deterministic`."""
-        from harl_torchrl.off_policy import build_deterministic
-
-        return build_deterministic(self, net, model, env, specs, seed, device)
 
 
 @register_algo
@@ -305,6 +310,7 @@ class SoftConfig(OffPolicyAlgoConfig):
     """
 
     action_space: ClassVar[str] = "any"
+    builder: ClassVar[str] = "build_soft"
     n_step: int = 20
     critic_lr: float = 5.0e-4
     alpha: float = 0.2
@@ -317,12 +323,6 @@ class SoftConfig(OffPolicyAlgoConfig):
         """Also ``alpha`` and ``alpha_lr`` > 0."""
         super().validate()
         self.require_positive("alpha", "alpha_lr")
-
-    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
-        """:func:`~harl_torchrl.off_policy.build_soft`."""
-        from harl_torchrl.off_policy import build_soft
-
-        return build_soft(self, net, model, env, specs, seed, device)
 
 
 @register_algo
@@ -358,6 +358,7 @@ class HAD3QNConfig(OffPolicyAlgoConfig):
 
     action_space: ClassVar[str] = "discrete"
     num_qvalue: ClassVar[int] = 1
+    builder: ClassVar[str] = "build_d3qn"
     name: str = "had3qn"
     gamma: float = 0.95
     epsilon: float = 0.05
@@ -368,9 +369,3 @@ class HAD3QNConfig(OffPolicyAlgoConfig):
         """Also ``epsilon`` in [0, 1]."""
         super().validate()
         self.require_in("epsilon", 0.0, 1.0)
-
-    def build_parts(self, net: dict, model: Any, env: Any, specs: Any, seed: int | None, device: Any) -> Any:
-        """:func:`~harl_torchrl.off_policy.build_d3qn`."""
-        from harl_torchrl.off_policy import build_d3qn
-
-        return build_d3qn(self, net, model, env, specs, seed, device)
