@@ -201,6 +201,10 @@ class OffPolicyComponents:
         buffer: the n-step replay buffer.
         owed_updates: the fraction of a gradient step carried to the next batch
             (``algo.updates_per_step`` need not be an integer).
+        warmup_from: the frame count the random warm-up started at: 0, or the resume point
+            of a run resumed with a fresh buffer (``checkpoint.resume_without_replay=true``),
+            which warms up for ``algo.warmup_steps`` frames again before training.
+        replay_dropped: this run resumed without the checkpoint's replay buffer.
     """
 
     algo: OffPolicyAlgoConfig
@@ -211,6 +215,8 @@ class OffPolicyComponents:
     updater: OffPolicyUpdater
     buffer: Any
     owed_updates: float = 0.0
+    warmup_from: int = 0
+    replay_dropped: bool = False
 
     def prepare_env(self, env: EnvBase) -> EnvBase:
         """The env as it is (the off-policy networks are feed-forward)."""
@@ -218,13 +224,13 @@ class OffPolicyComponents:
 
     def start(self, *, frames: int, total_iterations: int) -> None:
         """Called once before collection: random warm-up while ``frames < algo.warmup_steps``."""
-        self.warmup.active = frames < self.algo.warmup_steps
+        self.warmup.active = frames < self.warmup_from + self.algo.warmup_steps
 
     def train(self, batch: TensorDictBase, *, frames: int, iteration: int) -> dict[str, float]:
         """Stores ``batch``, then takes the gradient steps owed (the reference's UTD).
 
         ``algo.updates_per_step`` gradient steps per vector step, once ``frames`` exceed
-        ``algo.warmup_steps`` and the buffer holds a minibatch.
+        ``algo.warmup_steps`` (counted from :attr:`warmup_from`) and the buffer holds a minibatch.
 
         Args:
             batch: ``[num_envs, steps]`` of collected transitions.
@@ -236,15 +242,16 @@ class OffPolicyComponents:
             ``gradient_steps`` and ``buffer_size``.
         """
         algo = self.algo
+        warm_until = self.warmup_from + algo.warmup_steps
         self.buffer.extend(batch)
         latest = TensorDict({}, batch_size=[])
-        if frames > algo.warmup_steps and len(self.buffer) >= algo.batch_size:
+        if frames > warm_until and len(self.buffer) >= algo.batch_size:
             self.owed_updates += algo.updates_per_step * algo.train_interval
             steps = int(self.owed_updates)
             self.owed_updates -= steps
             for _ in range(steps):
                 latest.update(self.updater.step(self.buffer.sample(algo.batch_size)))  # keeps the last actor step's
-        self.warmup.active = frames < algo.warmup_steps  # for the next batch
+        self.warmup.active = frames < warm_until  # for the next batch
         return {
             **flatten_metrics(latest),
             "gradient_steps": self.updater.gradient_steps,
@@ -252,23 +259,43 @@ class OffPolicyComponents:
         }
 
     def state_dict(self) -> dict[str, Any]:
-        """The updater's state, the exploration modules' buffers, and the owed fraction of a step."""
+        """The updater's state, the exploration modules' buffers, the owed fraction of a step, the warm-up start."""
         return {
             "components": {"updater": self.updater.state_dict(), "policy": self.policy.state_dict()},
             "owed_updates": self.owed_updates,
+            "warmup_from": self.warmup_from,
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restores :meth:`state_dict` in place, and the replay buffer where ``state`` has one (``"replay"``)."""
+        """Restores :meth:`state_dict` in place, and the replay buffer where ``state`` has one (``"replay"``).
+
+        With :data:`~harl_torchrl.run_guard.FRESH_REPLAY` set in ``state`` (a resume with
+        ``checkpoint.resume_without_replay=true``) the buffer stays empty and a new random
+        warm-up of ``algo.warmup_steps`` frames starts at the checkpoint's ``frames``.
+        """
+        from harl_torchrl.run_guard import FRESH_REPLAY
+
         self.updater.load_state_dict(state["components"]["updater"])
         self.policy.load_state_dict(state["components"]["policy"])
         self.owed_updates = float(state["owed_updates"])
-        if "replay" in state:
+        self.warmup_from = int(state.get("warmup_from", 0))  # checkpoints before the key: 0
+        if state.get(FRESH_REPLAY):
+            self.warmup_from, self.owed_updates, self.replay_dropped = int(state["frames"]), 0.0, True
+            self.warmup.active = self.algo.warmup_steps > 0
+        elif "replay" in state:
             self.buffer.load_state_dict(state["replay"])
 
     def describe_state(self) -> list[str]:
-        """The replay buffer's fill after a resume."""
-        return [f"{len(self.buffer)} transitions in the buffer" if len(self.buffer) else "an empty buffer (none saved)"]
+        """The replay buffer's fill after a resume, and a warm-up still to come."""
+        if len(self.buffer):
+            notes = [f"{len(self.buffer)} transitions in the buffer"]
+        else:
+            notes = [
+                "a fresh buffer (resume_without_replay)" if self.replay_dropped else "an empty buffer (none saved)"
+            ]
+        if self.warmup.active and self.warmup_from:
+            notes.append(f"random warm-up until {self.warmup_from + self.algo.warmup_steps} frames")
+        return notes
 
     def sidecars(self) -> dict[str, Any]:
         """The replay buffer, saved beside the checkpoint (atomically, with its own checksum)."""

@@ -51,6 +51,11 @@ from harl_torchrl.utils.checkpoint import CheckpointError, load_checkpoint
 COMPARED_GROUPS = ("algo", "env", "model")
 _ABSENT = "<absent>"
 
+#: Set in a resumed state by :func:`open_resume` under ``checkpoint.resume_without_replay=true``:
+#: the components start with a fresh replay buffer and a fresh random warm-up
+#: (:meth:`~harl_torchrl.off_policy.OffPolicyComponents.load_state_dict`).
+FRESH_REPLAY = "fresh_replay"
+
 #: Compared keys added after checkpoints were first written, each with the value that does what
 #: runs did before the key existed: a checkpoint without the key reads as that value, so it
 #: resumes into a run that keeps it (and is refused, as any difference, by one that changes it).
@@ -345,7 +350,11 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
     if not path:
         return None
     path = Path(str(path))
-    state, meta = load_checkpoint(path, map_location, return_metadata=True)
+    without_replay = bool((run.get("checkpoint") or {}).get("resume_without_replay"))
+    try:
+        state, meta = load_checkpoint(path, map_location, sidecars=not without_replay, return_metadata=True)
+    except CheckpointError as err:
+        raise resume_error(err) from None
     if "config" not in meta:
         raise CheckpointError(f"checkpoint {path}: it records no run config (not written by a training loop)")
     check_family(meta, getattr(getattr(cfg, "algo", None), "kind", None), path)
@@ -353,10 +362,49 @@ def open_resume(cfg: Any, map_location: Any = "cpu") -> ResumePoint | None:
     point = ResumePoint(path, state, meta, accepted)
     check_total_frames(int(run.get("total_frames")), point.frames, path)
     check_schedule_horizon(meta, run, overrides=overrides, path=path)
+    if without_replay:
+        warmup, total = int((run.get("algo") or {}).get("warmup_steps") or 0), int(run.get("total_frames"))
+        if total <= point.frames + warmup:
+            raise ConfigError(
+                f"checkpoint.resume_without_replay=true starts a fresh random warm-up of algo.warmup_steps={warmup} "
+                f"frames at the checkpoint's {point.frames} frames, and total_frames={total} ends within it: nothing "
+                f"would be trained. Fix: total_frames > {point.frames + warmup}, or a shorter warm-up "
+                "(algo.warmup_steps=<frames> resume_override=[algo.warmup_steps])"
+            )
+        state[FRESH_REPLAY] = True
+        print(
+            f"checkpoint.resume_without_replay=true: resuming the networks and counters of {path} with a fresh "
+            f"replay buffer (random warm-up until {point.frames + warmup} frames, then training)"
+        )
     note = version_note(meta)
     if note:
         print(note)
     return point
+
+
+def resume_error(err: CheckpointError) -> CheckpointError:
+    """A checkpoint error as a training run reports it, with its fix spelled in ``resume=``.
+
+    For a failed sidecar it also names the option that resumes without it
+    (``checkpoint.resume_without_replay=true``).
+
+    Example:
+        >>> err = CheckpointError("checkpoint run/checkpoint.pt verifies, but its replay sidecar "
+        ...                       "checkpoint.replay.0123456789ab.pt is missing", sidecar="replay")
+        >>> print(resume_error(err))  # doctest: +NORMALIZE_WHITESPACE
+        checkpoint run/checkpoint.pt verifies, but its replay sidecar checkpoint.replay.0123456789ab.pt is missing.
+        Fix: resume its networks and counters with a fresh replay buffer and a fresh warm-up:
+        checkpoint.resume_without_replay=true
+    """
+    keyed = err.for_key("resume")
+    if err.sidecar is None:
+        return keyed
+    option = (
+        "resume its networks and counters with a fresh replay buffer and a fresh warm-up: "
+        "checkpoint.resume_without_replay=true"
+    )
+    text = f"{keyed}, or {option}" if err.fix else f"{keyed}. Fix: {option}"
+    return CheckpointError(text, use_instead=err.use_instead, sidecar=err.sidecar)
 
 
 def check_family(meta: Mapping[str, Any], kind: str | None, path: Any = None) -> None:

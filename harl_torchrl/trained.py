@@ -67,14 +67,15 @@ def load_trained(path: str | Path, device: str | torch.device = "cpu") -> Traine
         device: where the networks live.
 
     Raises:
-        CheckpointError: the file is missing, damaged, or records no run config.
+        CheckpointError: the file is missing, damaged, or records no run config (its message
+            names no command-line key: :meth:`~harl_torchrl.utils.checkpoint.CheckpointError.for_key`).
 
     Example:
         >>> try:
         ...     load_trained("no/such/checkpoint.pt")
         ... except CheckpointError as err:
         ...     print(err)
-        checkpoint no/such/checkpoint.pt: no such file (check the resume= path)
+        checkpoint no/such/checkpoint.pt: no such file
     """
     path = Path(path)
     state, meta = load_checkpoint(path, device, sidecars=False, return_metadata=True)

@@ -276,7 +276,7 @@ def resume_run_dir(argv: Sequence[str]) -> list[str]:
     saved = [str(o) for o in OmegaConf.load(saved_file)] if saved_file.is_file() else []
     now = [arg for arg in argv if not arg.startswith("resume=")]
     now_keys = {_override_key(arg) for arg in now if not arg.startswith("-")}
-    skip = {"resume", "resume_override", "hydra.run.dir"}
+    skip = {"resume", "resume_override", "hydra.run.dir", "checkpoint.resume_without_replay"}  # this resume only
     merged = [o for o in saved if _override_key(o) not in now_keys and _override_key(o) not in skip]
     merged += [*now, f"resume={checkpoint}"]
     if "hydra.run.dir" not in now_keys:

@@ -84,11 +84,17 @@ class CheckpointConfig(GroupConfig):
             also writes the replay buffer (about 1 KB per MPE transition: 1 GB when full).
         replay_buffer: off-policy runs: save the replay buffer with each checkpoint (a
             sidecar file); ``false``: networks and counters only, a resumed run refills it.
+        resume_without_replay: off-policy runs resumed with ``resume=``: do not load the
+            checkpoint's replay buffer (e.g. its sidecar is missing or damaged); the networks,
+            optimisers and counters resume, the buffer starts empty and a fresh random
+            warm-up of ``algo.warmup_steps`` frames runs before training goes on. Applies to
+            this resume only (a later ``resume=<run dir>`` does not inherit it).
     """
 
     group: ClassVar[str] = "checkpoint"
     interval: int | None = None
     replay_buffer: bool = True
+    resume_without_replay: bool = False
 
     def validate(self) -> None:
         """``interval`` >= 0 (or ``None``)."""
@@ -313,6 +319,16 @@ def validate_run_config(cfg: Mapping[str, Any] | RunConfig) -> RunConfig:
             f"collector.rollout_steps={steps} must be a multiple of model.chunk_length={chunk} (training cuts each "
             f"rollout into whole chunks). Fix: set collector.rollout_steps={max(chunk, steps - steps % chunk)} or "
             f"model.chunk_length to a divisor of {steps}"
+        )
+    if run.checkpoint.resume_without_replay and (not run.resume or getattr(algo, "kind", "") != "off_policy"):
+        why = (
+            "only applies when resuming (resume=<checkpoint>)"
+            if not run.resume
+            else f"applies to off-policy runs, and algo={algo.name} keeps no replay buffer"
+        )
+        raise ConfigError(
+            f"checkpoint.resume_without_replay=true {why}: it resumes a checkpoint's networks and counters with a "
+            "fresh replay buffer. Fix: drop checkpoint.resume_without_replay"
         )
     algo.validate_run(run)
     return run

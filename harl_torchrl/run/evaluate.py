@@ -27,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harl_torchrl.config.run import MAX_SEED
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.evaluation import episode_returns
 from harl_torchrl.trained import load_trained, make_eval_env
+from harl_torchrl.utils.checkpoint import CheckpointError
 from harl_torchrl.utils.device import resolve_device
 from harl_torchrl.video import record_episode, write_video
 
@@ -93,8 +95,17 @@ def evaluate_checkpoint(cfg: EvaluateConfig | Any) -> dict[str, Any]:
         raise ConfigError(
             f"video_episodes={cfg.video_episodes}, video_fps={cfg.video_fps}: both must be >= 1. Fix: video_episodes=1"
         )
+    highest = MAX_SEED - max(0, int(cfg.video_episodes) - 1)  # video episode i plays on seed + i
+    if not 0 <= int(cfg.seed) <= highest:
+        raise ConfigError(
+            f"seed={cfg.seed}: must be an integer from 0 to {highest} (numpy and VMAS take seeds up to 2**32 - 1). "
+            "Fix: seed=1"
+        )
     device = resolve_device(cfg.device)
-    trained = load_trained(cfg.checkpoint, device)
+    try:
+        trained = load_trained(cfg.checkpoint, device)
+    except CheckpointError as err:  # its fix in this command's key: checkpoint=, not resume=
+        raise err.for_key("checkpoint") from None
     env, restored = make_eval_env(
         trained, cfg.episodes, seed=int(cfg.seed), device=device, restore=bool(cfg.deterministic)
     )

@@ -67,8 +67,38 @@ class CheckpointError(ConfigError):
     """A checkpoint that cannot be used: the message names the file, what is wrong and what to do.
 
     Subclasses :class:`~harl_torchrl.errors.ConfigError`, so recipes report it as one line
-    before training starts.
+    before training starts. The message names no command-line key: :func:`load_checkpoint`
+    does not know whether it was called for ``resume=`` (training) or ``checkpoint=``
+    (``harl-evaluate``), so a caller that has a key adds the fix in it with :meth:`for_key`.
+
+    Args:
+        message: the whole message, without a command-line key.
+        fix: the fix in a caller's key, ``{key}`` standing for it (``": {key}=run/checkpoint.prev.pt"``).
+        use_instead: the file to pass instead, when there is one that verified (the
+            previous checkpoint, or the checkpoint a sidecar file belongs to).
+        sidecar: the name of the sidecar that failed (``"replay"``), when it was a sidecar.
+
+    Example:
+        >>> err = CheckpointError("checkpoint run/checkpoint.pt: no such file", fix=" (check the {key}= path)")
+        >>> print(err)
+        checkpoint run/checkpoint.pt: no such file
+        >>> print(err.for_key("checkpoint"))
+        checkpoint run/checkpoint.pt: no such file (check the checkpoint= path)
     """
+
+    def __init__(
+        self, message: str, *, fix: str = "", use_instead: Path | None = None, sidecar: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.fix = fix
+        self.use_instead = use_instead
+        self.sidecar = sidecar
+
+    def for_key(self, key: str) -> CheckpointError:
+        """This error with its fix spelled in the caller's command-line key (``resume``, ``checkpoint``)."""
+        return CheckpointError(
+            f"{self}{self.fix.replace('{key}', key)}", use_instead=self.use_instead, sidecar=self.sidecar
+        )
 
 
 # ---------------------------------------------------------------- metadata
@@ -427,7 +457,7 @@ def _sidecar_files(path: Path) -> set[str]:
         return set()
     if identity not in _REFERENCES:
         try:
-            record = _read_record(path)
+            record = _read_record(path, hints=False)
         except CheckpointError:
             return set()
         _REFERENCES[identity] = {ref["file"] for ref in record["sidecars"].values()}
@@ -462,24 +492,22 @@ def _remove_unreferenced_sidecars(path: Path, written: set[str]) -> None:
 
 
 # ----------------------------------------------------------------- loading
-def _fail(path: Path, problem: str) -> CheckpointError:
-    prev = previous_checkpoint(path)
-    hint = (
-        f"; the previous checkpoint {prev} may still be good: resume={prev}"
-        if prev.is_file() and prev != path
-        else "; resume from another checkpoint or start a new run"
-    )
-    return CheckpointError(f"checkpoint {path}: {problem}{hint}")
+class _Unusable(Exception):
+    """What is wrong with one file, without its path or a hint: the callers phrase the message."""
+
+    def __init__(self, problem: str, *, missing: bool = False) -> None:
+        super().__init__(problem)
+        self.missing = missing
 
 
-def _read_record(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads ``path`` with ``weights_only=True`` and checks our layout (not yet the digest)."""
+def _read_archive(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Loads ``path`` with ``weights_only=True`` and checks our marker and version; raises :class:`_Unusable`."""
     if not path.exists():
-        raise CheckpointError(f"checkpoint {path}: no such file (check the resume= path)")
+        raise _Unusable("no such file", missing=True)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path}: not a file (resume= takes the checkpoint.pt file itself)")
+        raise _Unusable("not a file (a directory?)", missing=True)
     if path.stat().st_size == 0:
-        raise _fail(path, "the file is empty (a save that never completed?)")
+        raise _Unusable("the file is empty (a save that never completed?)")
     try:
         record = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # corrupt archives raise RuntimeError, pickle.UnpicklingError, EOFError, ...
@@ -492,17 +520,72 @@ def _read_record(path: Path, map_location: str | torch.device = "cpu") -> dict[s
             detail = next((line for line in lines if "Unsupported operand" in line), lines[0])
             detail = detail.split(". ")[0].rstrip(".")  # the first sentence says it (miniz adds advice)
             problem = f"unreadable (truncated, damaged or not a torch checkpoint: {detail[:200]})"
-        raise _fail(path, problem) from None
+        raise _Unusable(problem) from None
     if not isinstance(record, dict) or _MARKER not in record:
-        raise _fail(
-            path,
+        raise _Unusable(
             "not a harl_torchrl checkpoint of format >= 2 (no format marker: an older checkpoint or another "
-            "program's file); this version cannot verify it",
+            "program's file); this version cannot verify it"
         )
     version = record[_MARKER]
     if version != FORMAT_VERSION:
-        raise _fail(path, f"format version {version!r}, this library reads version {FORMAT_VERSION}")
+        raise _Unusable(f"format version {version!r}, this library reads version {FORMAT_VERSION}")
     return record
+
+
+def _verifies(path: Path) -> bool:
+    """Whether ``path`` loads and verifies, sidecars included (no hints, so no further checkpoint is read)."""
+    try:
+        _load(path, "cpu", sidecars=True, hints=False)
+    except CheckpointError:
+        return False
+    return True
+
+
+def _previous(path: Path, hints: bool) -> tuple[str, str, Path | None]:
+    """``(text, fix, file)`` about ``<stem>.prev.pt`` for a message on ``path``: intact (verified) or not."""
+    prev = previous_checkpoint(path)
+    if not hints:
+        return "", "", None
+    if prev == path or not prev.is_file():
+        return "; use another checkpoint or start a new run", "", None
+    if not _verifies(prev):
+        return f"; the previous checkpoint {prev} does not verify either: use another one or start a new run", "", None
+    with_sidecars = " (and its sidecar)" if _sidecar_files(prev) else ""
+    return f"; the previous checkpoint {prev}{with_sidecars} is intact", f": {{key}}={prev}", prev
+
+
+def _fail(path: Path, problem: str, hints: bool = True) -> CheckpointError:
+    text, fix, prev = _previous(path, hints)
+    return CheckpointError(f"checkpoint {path}: {problem}{text}", fix=fix, use_instead=prev)
+
+
+def _unusable(path: Path, err: _Unusable, hints: bool) -> CheckpointError:
+    if err.missing:
+        return CheckpointError(f"checkpoint {path}: {err}", fix=" (check the {key}= path: the checkpoint.pt file)")
+    return _fail(path, str(err), hints)
+
+
+def _read_record(path: Path, map_location: str | torch.device = "cpu", *, hints: bool = True) -> dict[str, Any]:
+    """Loads ``path`` with ``weights_only=True`` and checks our layout (not yet the digest)."""
+    try:
+        return _read_archive(path, map_location)
+    except _Unusable as err:
+        raise _unusable(path, err, hints) from None
+
+
+def _sidecar_of(path: Path, record: Mapping[str, Any]) -> CheckpointError:
+    """The error for a sidecar file given where its checkpoint belongs, naming that checkpoint."""
+    name = str(record.get("sidecar"))
+    match = re.fullmatch(rf"(?P<stem>.+)\.{re.escape(name)}\.[0-9a-f]{{12}}(?P<suffix>\.[^.]+)", path.name)
+    owner = path.parent / (f"{match['stem']}{match['suffix']}" if match else "checkpoint.pt")
+    prev = previous_checkpoint(owner)
+    if path.name not in _sidecar_files(owner) and path.name in _sidecar_files(prev):
+        owner = prev
+    return CheckpointError(
+        f"{path} is the {name!r} sidecar of a checkpoint, not a checkpoint: the checkpoint is {owner}, which loads it",
+        fix=f"; pass {{key}}={owner}",
+        use_instead=owner,
+    )
 
 
 def load_checkpoint(
@@ -527,7 +610,11 @@ def load_checkpoint(
 
     Raises:
         CheckpointError: the file is missing, empty, truncated, garbage, of another
-            format, fails its checksum, or holds objects that would run code.
+            format, fails its checksum, holds objects that would run code, or is a
+            sidecar file; or a sidecar is missing or damaged (``err.sidecar`` names it).
+            The message says whether ``<stem>.prev.pt`` verifies (it is then
+            ``err.use_instead``); it names no command-line key (see
+            :meth:`CheckpointError.for_key`).
 
     Example:
         >>> import tempfile, pathlib
@@ -542,33 +629,54 @@ def load_checkpoint(
         ...
         harl_torchrl.utils.checkpoint.CheckpointError: checkpoint ...: unreadable ...
     """
-    path = Path(path)
-    record = _read_record(path, map_location)
+    return _load(Path(path), map_location, sidecars=sidecars, return_metadata=return_metadata)
+
+
+def _load(
+    path: Path,
+    map_location: str | torch.device,
+    *,
+    sidecars: bool,
+    return_metadata: bool = False,
+    hints: bool = True,
+) -> dict[str, Any] | tuple[dict[str, Any], dict[str, Any]]:
+    record = _read_record(path, map_location, hints=hints)
+    if "sidecar" in record and "meta" not in record:
+        raise _sidecar_of(path, record)
     if set(record) != _TOP_KEYS or not isinstance(record["state"], dict) or not isinstance(record["meta"], dict):
-        raise _fail(path, f"wrong structure: top-level keys {sorted(map(str, record))}, expected {sorted(_TOP_KEYS)}")
+        raise _fail(
+            path, f"wrong structure: top-level keys {sorted(map(str, record))}, expected {sorted(_TOP_KEYS)}", hints
+        )
     try:
         digest = _digest(record["meta"], record["sidecars"], record["state"])
     except TypeError as err:
-        raise _fail(path, f"wrong structure: {err}") from None
+        raise _fail(path, f"wrong structure: {err}", hints) from None
     if digest != record["sha256"]:
-        raise _fail(path, "checksum mismatch: the file was changed or damaged after it was written")
+        raise _fail(path, "checksum mismatch: the file was changed or damaged after it was written", hints)
     state = record["state"]
     if sidecars:
         for name, ref in record["sidecars"].items():
-            state[name] = _load_sidecar(path, name, ref, map_location)
+            state[name] = _load_sidecar(path, name, ref, map_location, hints)
     return (state, record["meta"]) if return_metadata else state
 
 
-def _load_sidecar(main: Path, name: str, ref: Mapping[str, Any], map_location: str | torch.device) -> Any:
+def _load_sidecar(main: Path, name: str, ref: Mapping[str, Any], map_location: str | torch.device, hints: bool) -> Any:
     file = main.parent / str(ref["file"])
     try:
-        record = _read_record(file, map_location)
-    except CheckpointError as err:
-        raise CheckpointError(f"{err} (sidecar {name!r} of {main})") from None
-    if record.get("sidecar") != name or record.get("sha256") != ref["sha256"]:
-        raise _fail(main, f"sidecar {file.name} belongs to another checkpoint")
-    if _digest(record["state"]) != ref["sha256"]:
-        raise _fail(main, f"sidecar {file.name}: checksum mismatch (changed or damaged after it was written)")
+        record = _read_archive(file, map_location)
+        if record.get("sidecar") != name or record.get("sha256") != ref["sha256"]:
+            raise _Unusable("belongs to another checkpoint")
+        if _digest(record["state"]) != ref["sha256"]:
+            raise _Unusable("checksum mismatch: it was changed or damaged after it was written")
+    except _Unusable as err:
+        problem = "is missing" if err.missing else f"is damaged: {err}"
+        text, fix, prev = _previous(main, hints)
+        raise CheckpointError(
+            f"checkpoint {main} verifies, but its {name} sidecar {file.name} {problem}{text}",
+            fix=fix,
+            use_instead=prev,
+            sidecar=name,
+        ) from None
     return record["state"]
 
 

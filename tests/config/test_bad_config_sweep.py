@@ -110,6 +110,12 @@ CASES = [
     ("eval_episodes_text", ["eval.episodes=abc"], "eval.episodes"),
     ("checkpoint_interval_negative", ["checkpoint.interval=-1"], "checkpoint.interval"),
     ("checkpoint_interval_float", ["checkpoint.interval=1.5"], "checkpoint.interval"),
+    ("resume_without_replay_no_resume", ["checkpoint.resume_without_replay=true"], "checkpoint.resume_without_replay"),
+    (
+        "resume_without_replay_on_policy",
+        ["checkpoint.resume_without_replay=true", "resume=/no/such/checkpoint.pt"],
+        "checkpoint.resume_without_replay",
+    ),
     ("video_interval_negative", ["eval.video_interval=-1"], "eval.video_interval"),
     ("video_on_smax", ["env=smax/3m", "eval.video_interval=1"], "eval.video_interval"),
     ("logger_backend", ["logger.backends=[neptune]"], "logger.backends"),

@@ -112,3 +112,34 @@ def test_bad_input_is_refused_with_a_clear_message(tmp_path):
     out = subprocess.run([sys.executable, str(RECIPES / "evaluate.py")], capture_output=True, text=True, timeout=120)
     assert out.returncode == 1 and "checkpoint=<path to checkpoint.pt> is required" in out.stderr
     assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_checkpoint_errors_name_this_command_s_key(tmp_path):
+    """Regression (issue 27 item 15): harl-evaluate said "resume=" where its key is checkpoint=, and a replay
+    sidecar given as the checkpoint got "wrong structure" instead of "pass checkpoint.pt"."""
+    import torch
+
+    from harl_torchrl.utils.checkpoint import previous_checkpoint, save_checkpoint
+
+    def refused(path, **settings):
+        with pytest.raises(CheckpointError) as info:
+            evaluate_checkpoint(_eval_cfg(path, **settings))
+        message = str(info.value)
+        assert "resume=" not in message and "\n" not in message
+        return message
+
+    assert refused(tmp_path / "missing.pt").endswith(
+        "no such file (check the checkpoint= path: the checkpoint.pt file)"
+    )
+    path = tmp_path / "checkpoint.pt"
+    for frames in (10, 20):
+        save_checkpoint(path, {"frames": frames}, sidecars={"replay": {"obs": torch.full((8,), float(frames))}})
+    sidecar = tmp_path / torch.load(path, weights_only=True)["sidecars"]["replay"]["file"]
+    assert refused(sidecar).endswith(
+        f"not a checkpoint: the checkpoint is {path}, which loads it; pass checkpoint={path}"
+    )
+    path.write_bytes(path.read_bytes()[:200])
+    prev = previous_checkpoint(path)
+    assert refused(path).endswith(f"the previous checkpoint {prev} (and its sidecar) is intact: checkpoint={prev}")
+    with pytest.raises(ConfigError, match="seed=4294967296: must be an integer from 0 to 4294967295"):
+        evaluate_checkpoint(_eval_cfg(prev, seed=2**32))

@@ -152,6 +152,45 @@ def test_checkpoint_without_the_buffer_resumes_with_an_empty_one(tmp_path):
     assert [int(r["gradient_steps"]) for r in rows] == [15, 20]
 
 
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_lost_replay_sidecar_is_named_and_resume_without_replay_goes_on(tmp_path, damage, capsys):
+    """Regression (issue 27 item 13): a missing or truncated sidecar said "check the resume= path", did not
+    name the intact checkpoint.prev.pt, and nothing resumed the networks without the buffer."""
+    from harl_torchrl.utils.checkpoint import CheckpointError, previous_checkpoint
+
+    recipe = _recipe()
+    part = recipe.run(_config("algo=hatd3", "total_frames=80"), tmp_path)  # checkpoints at 40 and 80 frames
+    checkpoint, prev = part["checkpoint"], previous_checkpoint(part["checkpoint"])
+    sidecar = tmp_path / torch.load(checkpoint, weights_only=True)["sidecars"]["replay"]["file"]
+    if damage == "missing":
+        sidecar.unlink()
+    else:
+        sidecar.write_bytes(sidecar.read_bytes()[: sidecar.stat().st_size // 2])
+    with pytest.raises(CheckpointError) as info:
+        recipe.run(_config("algo=hatd3", "total_frames=160", f"resume={checkpoint}"), tmp_path)
+    message = str(info.value)
+    assert "\n" not in message and "check the" not in message
+    assert message.startswith(f"checkpoint {checkpoint} verifies, but its replay sidecar {sidecar.name} is ")
+    assert (
+        f"the previous checkpoint {prev} (and its sidecar) is intact: resume={prev}, or resume its networks" in message
+    )
+    assert message.endswith("with a fresh replay buffer and a fresh warm-up: checkpoint.resume_without_replay=true")
+
+    fresh = ["algo=hatd3", f"resume={checkpoint}", "checkpoint.resume_without_replay=true"]
+    with pytest.raises(ConfigError, match="total_frames=120 ends within it: nothing would be trained"):
+        recipe.run(_config(*fresh, "total_frames=120"), tmp_path)  # the 40-frame warm-up would take it all
+    capsys.readouterr()
+    recipe.run(_config(*fresh, "total_frames=160"), tmp_path)
+    out = capsys.readouterr().out
+    assert "a fresh buffer (resume_without_replay), random warm-up until 120 frames" in out
+    rows = [r for r in _rows(tmp_path / "metrics.csv") if int(r["step"]) > 80]
+    assert [int(r["iteration"]) for r in rows] == [5, 6, 7, 8]  # the counters go on
+    assert [int(r["buffer_size"]) for r in rows] == [16, 36, 56, 76]  # a fresh buffer
+    assert [int(r["gradient_steps"]) for r in rows] == [10, 10, 15, 20]  # 40 frames of warm-up, then training
+    state = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert state["frames"] == 160 and state["warmup_from"] == 80 and state["replay"]["length"] > 0
+
+
 def test_command_line_entry_point(tmp_path):
     overrides = ["algo=hatd3", *TINY, "total_frames=60", f"hydra.run.dir={tmp_path}"]
     command = [sys.executable, str(RECIPES / "train.py"), *overrides]

@@ -143,7 +143,19 @@ def test_a_damaged_checkpoint_points_to_the_previous_one(tmp_path):
     _save(path, scale=1.0)
     _save(path, scale=2.0)
     path.write_bytes(path.read_bytes()[:100])
-    assert f"resume={previous_checkpoint(path)}" in _error(path)
+    message = _error(path)
+    assert message.endswith(f"the previous checkpoint {previous_checkpoint(path)} is intact")
+    assert "=" not in message, "load_checkpoint names no command-line key: its caller does (issue 27 item 15)"
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert info.value.use_instead == previous_checkpoint(path)
+    assert str(info.value.for_key("resume")).endswith(f"is intact: resume={previous_checkpoint(path)}")
+    assert str(info.value.for_key("checkpoint")).endswith(f"is intact: checkpoint={previous_checkpoint(path)}")
+    previous_checkpoint(path).write_bytes(b"")
+    assert _error(path).endswith(
+        f"the previous checkpoint {previous_checkpoint(path)} does not verify either: "
+        "use another one or start a new run"
+    )
 
 
 def test_directory_is_fsynced(tmp_path, monkeypatch):
@@ -320,3 +332,46 @@ def test_sidecars_go_once_no_checkpoint_references_them(tmp_path):
     assert torch.equal(load_checkpoint(previous_checkpoint(path))["replay"]["obs"], torch.ones(100))
     _save(path, scale=3.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.prev.pt", "checkpoint.pt"]
+
+
+def _sidecar_error(path):
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+    return info.value
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated"])
+def test_a_missing_or_damaged_sidecar_is_named_with_the_intact_previous_checkpoint(tmp_path, damage):
+    """Regression (issue 27 item 13): "check the resume= path" (the path is right), nothing of checkpoint.prev.pt."""
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0, sidecars={"replay": {"obs": torch.ones(1000)}})
+    _save(path, scale=2.0, sidecars={"replay": {"obs": torch.full((1000,), 2.0)}})
+    sidecar = tmp_path / torch.load(path, weights_only=True)["sidecars"]["replay"]["file"]
+    if damage == "missing":
+        sidecar.unlink()
+    else:
+        sidecar.write_bytes(sidecar.read_bytes()[:3000])
+    err = _sidecar_error(path)
+    problem = "is missing" if damage == "missing" else "is damaged: unreadable (truncated"
+    assert str(err).startswith(f"checkpoint {path} verifies, but its replay sidecar {sidecar.name} {problem}")
+    assert str(err).endswith(f"; the previous checkpoint {previous_checkpoint(path)} (and its sidecar) is intact")
+    assert "resume=" not in str(err) and "check the" not in str(err)
+    assert err.sidecar == "replay" and err.use_instead == previous_checkpoint(path)
+    assert load_checkpoint(path, sidecars=False)["frames"] == 80  # the networks and counters are fine
+
+
+def test_a_sidecar_passed_as_the_checkpoint_names_its_checkpoint(tmp_path):
+    """Regression (issue 27 item 15): a replay sidecar given as the checkpoint got "wrong structure"."""
+    path = tmp_path / "checkpoint.pt"
+    _save(path, scale=1.0, sidecars={"replay": {"obs": torch.ones(10)}})
+    _save(path, scale=2.0, sidecars={"replay": {"obs": torch.full((10,), 2.0)}})
+    for owner in (path, previous_checkpoint(path)):
+        sidecar = tmp_path / torch.load(owner, weights_only=True)["sidecars"]["replay"]["file"]
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(sidecar)
+        assert str(info.value) == (
+            f"{sidecar} is the 'replay' sidecar of a checkpoint, not a checkpoint: the checkpoint is {owner}, "
+            "which loads it"
+        )
+        assert str(info.value.for_key("checkpoint")).endswith(f"; pass checkpoint={owner}")
