@@ -147,12 +147,13 @@ class RunConfig(GroupConfig):
             :meth:`seed_offset` (the run also seeds its evaluation env with ``seed + 1``).
         device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         threads: torch's intra-op CPU threads for this process (``torch.set_num_threads``),
-            set before anything is built. ``null`` (the default) keeps torch's own choice:
-            ``OMP_NUM_THREADS`` when set, else one thread per core, which was the faster on
-            an idle 2-core machine (the default recipe in 178 s against 187 s with one
-            thread; ``recipes/benchmark_threads.py``). Set 1 when other work shares the
-            cores (parallel seeds, a test suite): there extra threads only contend, 3-10x
-            slower in the issue's measurement.
+            set before anything is built. 1 (the default): one thread, the safe choice on a
+            machine that does other work too (parallel seeds, a test suite, a shared node),
+            where two intra-op threads on busy cores wait on each other at every small
+            matmul (3-10x slower measured on 2 cores; on an idle 2-core machine a second
+            thread gained about 5%: ``recipes/benchmarks/benchmark_threads.py``). ``null``
+            keeps torch's own choice: ``OMP_NUM_THREADS`` when set, else one per core. The
+            banner warns when the threads asked for exceed the cores that are free.
         total_frames: env steps summed over sub-environments (> 0).
         collector: :class:`CollectorConfig`.
         eval: :class:`EvalConfig`.
@@ -169,7 +170,7 @@ class RunConfig(GroupConfig):
     model: Any = None
     seed: int = 0
     device: str = "cpu"
-    threads: int | None = None
+    threads: int | None = 1
     total_frames: int = 1_000_000
     collector: CollectorConfig = field(default_factory=CollectorConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)

@@ -15,6 +15,7 @@ The run loop (:func:`harl_torchrl.run.run`) uses one
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -61,7 +62,46 @@ def format_banner(
         f"  device: {device}, torch threads: {torch.get_num_threads()}",
         f"  run dir: {run_dir}",
     ]
+    warning = threads_warning(torch.get_num_threads(), device)
+    if warning:
+        lines.append(f"  {warning}")
     return "\n".join(lines)
+
+
+def threads_warning(threads: int, device: str | torch.device = "cpu", load: float | None = None) -> str | None:
+    """A warning when more torch threads are asked for than there are free cores, else ``None``.
+
+    Free cores are the cores less the one-minute load average (other processes'
+    runnable threads). Two intra-op threads on busy cores wait on each other at every
+    small matmul: 3-10x slower on a 2-core machine with the other core busy.
+
+    Args:
+        threads: torch's intra-op threads.
+        device: the run's device (CUDA runs are not warned).
+        load: the load average to use (default: ``os.getloadavg()[0]``, where available).
+
+    Example:
+        >>> import os
+        >>> threads_warning(1, load=0.0) is None
+        True
+        >>> print(threads_warning(os.cpu_count() or 1, load=float(os.cpu_count() or 1)))  # doctest: +ELLIPSIS
+        warning: ... torch threads, but only about 0 of ... cores are free (load ...): threads=1 runs faster here
+    """
+    if torch.device(device).type != "cpu" or threads <= 1:
+        return None
+    cores = os.cpu_count() or 1
+    if load is None:
+        try:
+            load = os.getloadavg()[0]
+        except (AttributeError, OSError):  # not on this platform
+            return None
+    free = max(0, round(cores - load))
+    if threads <= free:
+        return None
+    return (
+        f"warning: {threads} torch threads, but only about {free} of {cores} cores are free (load {load:.1f}): "
+        "threads=1 runs faster here"
+    )
 
 
 class RunProgress:
