@@ -182,3 +182,19 @@ def test_happo_on_torchrls_vmas_layout_with_its_collector():
             not torch.equal(p[k], b[k]) for p, b in zip(policy.parameters(), before, strict=True) for k in range(3)
         )
     collector.shutdown()
+
+
+@pytest.mark.slow
+def test_readme_stacked_example_runs(capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"### Or keep TorchRL's stacked layout\n.*?```python\n(.*?)```", readme, re.S).group(1)
+    block = block.replace("total_frames=32000", "total_frames=6400")  # two iterations
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert len(printed) == 2
+    assert sorted(namespace["updater"].last_order) == ["agent_0", "agent_1", "agent_2"]
+    assert set(namespace["diagnostics"].keys()) >= {"agent_0", "agent_1", "agent_2", "critic", "order"}
