@@ -141,6 +141,28 @@ def test_state_dict_round_trip_continues_exactly():
     assert torch.equal(full["observation"], restored.buffer.storage.get(torch.arange(16))["observation"])
 
 
+def test_sample_draws_what_torchrls_sample_draws():
+    """Our gather from the storage's tensors: the same random draw, rows, keys and dtypes as TorchRL's sample."""
+    batch = _trajectory(torch.arange(30.0).view(2, 15), torch.zeros(2, 15), torch.zeros(2, 15))
+    buffer = NStepReplayBuffer(16, n_steps=2, gamma=0.9)
+    for part in (batch[:, :6], batch[:, 6:]):  # partly filled, then wrapped around
+        buffer.extend(part)
+        for seed in range(3):
+            torch.manual_seed(seed)
+            ours = buffer.sample(8)
+            after = torch.get_rng_state()
+            torch.manual_seed(seed)
+            theirs = buffer.buffer.sample(8)
+            assert torch.equal(after, torch.get_rng_state())
+            assert ours.batch_size == theirs.batch_size and ours["next", "agent"].batch_size == theirs.batch_size
+            assert sorted(ours.keys(True, True), key=str) == sorted(theirs.keys(True, True), key=str)
+            for key in theirs.keys(True, True):
+                assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key
+    buffer.buffer.empty()
+    with pytest.raises(RuntimeError, match="empty"):
+        buffer.sample(2)
+
+
 def test_empty_state_round_trip():
     restored = NStepReplayBuffer(8, n_steps=3)
     restored.load_state_dict(NStepReplayBuffer(8, n_steps=3).state_dict())
