@@ -11,6 +11,8 @@ options, and an output directory it cannot create as a raw ``OSError`` traceback
 checks the output directory.
 """
 
+import re
+import shlex
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -207,11 +209,13 @@ def check_command_line(argv: Sequence[str], conf_dir: str | Path, config_name: s
     """
     store_schemas()
     overrides = [arg for arg in argv if not arg.startswith("-")]
+    flags = set(argv) - set(overrides)
+    if not flags - {"-m", "--multirun"}:  # other flags take arguments of their own (--cfg job)
+        check_override_syntax(overrides, multirun=bool(flags))
     try:
         parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception:  # malformed overrides: Hydra reports them itself
+    except Exception:  # malformed overrides after other flags: Hydra reports them itself
         return
-    flags = set(argv) - set(overrides)
     if flags - {"-m", "--multirun"} or (not flags and any(o.is_sweep_override() for o in parsed)):
         check_group_choices(overrides, conf_dir)
         return
@@ -251,7 +255,10 @@ def resume_run_dir(argv: Sequence[str]) -> list[str]:
     given now (a key given now replaces the saved one), ``resume=<run dir>/checkpoint.pt``
     and, unless given, ``hydra.run.dir=<run dir>``: so ``python recipes/train.py
     resume=<run dir> total_frames=2_000_000`` continues the same run with nothing retyped.
-    ``resume=<file>`` and command lines without ``resume=`` are returned unchanged.
+    ``resume=<file>`` and command lines without ``resume=`` are returned unchanged. The
+    value may be quoted for Hydra (``resume="'/data/run 1'"``, as a path with non-ASCII
+    characters must be): one layer of matching quotes is removed before the directory is
+    looked up, and the paths written back are quoted where Hydra needs it (:func:`hydra_quote`).
 
     Raises:
         ConfigError: the directory holds no ``checkpoint.pt``.
@@ -265,10 +272,10 @@ def resume_run_dir(argv: Sequence[str]) -> list[str]:
         >>> [a.replace(str(run), "RUN") for a in argv]
         ['algo=hatrpo', 'seed=3', 'total_frames=200', 'resume=RUN/checkpoint.pt', 'hydra.run.dir=RUN']
     """
-    given = [arg for arg in argv if arg.startswith("resume=")]
-    if not given or not Path(given[-1].split("=", 1)[1]).is_dir():
+    given = [_unquoted(arg.split("=", 1)[1]) for arg in argv if arg.startswith("resume=")]
+    if not given or not Path(given[-1]).is_dir():
         return list(argv)
-    run_dir = Path(given[-1].split("=", 1)[1])
+    run_dir = Path(given[-1])
     checkpoint = run_dir / "checkpoint.pt"
     if not checkpoint.is_file():
         raise ConfigError(f"resume={run_dir}: the directory holds no checkpoint.pt; pass the checkpoint file itself")
@@ -278,10 +285,126 @@ def resume_run_dir(argv: Sequence[str]) -> list[str]:
     now_keys = {_override_key(arg) for arg in now if not arg.startswith("-")}
     skip = {"resume", "resume_override", "hydra.run.dir", "checkpoint.resume_without_replay"}  # this resume only
     merged = [o for o in saved if _override_key(o) not in now_keys and _override_key(o) not in skip]
-    merged += [*now, f"resume={checkpoint}"]
+    merged += [*now, f"resume={hydra_quote(str(checkpoint))}"]
     if "hydra.run.dir" not in now_keys:
-        merged.append(f"hydra.run.dir={run_dir}")
+        merged.append(f"hydra.run.dir={hydra_quote(str(run_dir))}")
     return merged
+
+
+def hydra_quote(value: str) -> str:
+    r"""``value`` as an override value Hydra reads back unchanged: as it is where it can, else single-quoted.
+
+    Hydra's override grammar takes paths with inner spaces as they are, but needs quotes
+    around non-ASCII characters, spaces at the ends and any of ``, = ( ) [ ] { } ' "``
+    (inside quotes, a quote and the backslashes before it are escaped).
+
+    Example:
+        >>> hydra_quote("outputs/run 1/checkpoint.pt"), hydra_quote("/data/café/checkpoint.pt")
+        ('outputs/run 1/checkpoint.pt', "'/data/café/checkpoint.pt'")
+        >>> print(hydra_quote("/runs/it's"))
+        '/runs/it\'s'
+    """
+    try:
+        parsed = OverridesParser.create().parse_overrides([f"key={value}"])[0]
+        if not parsed.is_sweep_override() and parsed.value() == value:
+            return value
+    except Exception:  # Hydra's lexer or parser refused it: quote it
+        pass
+    escaped = re.sub(r"(\\*)'", lambda m: m[1] * 2 + "\\'", value)
+    escaped = re.sub(r"(\\+)$", lambda m: m[1] * 2, escaped)
+    return f"'{escaped}'"
+
+
+def shell_override(key: str, value: str) -> str:
+    """``key=value`` as typed in a POSIX shell, the value quoted for Hydra first (:func:`hydra_quote`).
+
+    Example:
+        >>> print(shell_override("resume", "/data/café/run 1"))
+        resume="'/data/café/run 1'"
+    """
+    quoted = hydra_quote(value)
+    if quoted == value and not re.search(r"[\s\"'$`\\!*?;&|<>()]", value):
+        return f"{key}={value}"
+    if not re.search(r"[\"$`\\!]", quoted):
+        return f'{key}="{quoted}"'
+    return shlex.quote(f"{key}={quoted}")
+
+
+def _unquoted(value: str) -> str:
+    """An override's value as Hydra reads it (quotes removed), or with one layer of matching quotes stripped."""
+    try:
+        parsed = OverridesParser.create().parse_overrides([f"key={value}"])[0]
+        if not parsed.is_sweep_override() and isinstance(parsed.value(), str):
+            return parsed.value()
+    except Exception:  # not valid Hydra syntax: check_override_syntax reports it
+        pass
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def check_override_syntax(overrides: Sequence[str], *, multirun: bool = False) -> None:
+    """Refuses, in one line, an override Hydra's grammar cannot read, with the quoting that fixes it.
+
+    Hydra reports these with its lexer's exception (``LexerNoViableAltException:
+    resume=/data/café/checkpoint.pt``) or "mismatched input"; a path the shell split at a
+    space arrives as two arguments; a comma in a value makes a sweep, which a single run
+    refuses. Flags (``-m``, ``--cfg job``, ...) are not passed here.
+
+    Args:
+        overrides: the command line's ``key=value`` arguments.
+        multirun: ``-m`` was given (a comma then sweeps, as intended).
+
+    Raises:
+        ConfigError: naming the argument and the fix, e.g. ``resume="'/data/café/checkpoint.pt'"``.
+
+    Example:
+        >>> try:
+        ...     check_override_syntax(["algo=happo", "resume=/data/café/checkpoint.pt"])
+        ... except ConfigError as err:
+        ...     print(str(err).split("Fix: ")[1])
+        quote the value for Hydra, inside the shell's quotes: resume="'/data/café/checkpoint.pt'"
+    """
+    parser = OverridesParser.create()
+    for index, override in enumerate(overrides):
+        key, equals, value = override.partition("=")
+        try:
+            parsed = parser.parse_overrides([override])[0]
+        except Exception as err:
+            first = next((line.strip() for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            start = next((j for j in range(index - 1, -1, -1) if "=" in overrides[j]), None)
+            if not equals and start is not None:  # a path the shell split at its spaces
+                rest = overrides[start + 1 :]
+                rest = rest[: next((j for j, arg in enumerate(rest) if "=" in arg), len(rest))]
+                previous_key, _, previous_value = overrides[start].partition("=")
+                fix = shell_override(previous_key.lstrip("+~"), " ".join([_unquoted(previous_value), *rest]))
+                raise ConfigError(
+                    f"cannot read the argument {override!r}: it is not key=value. If it is the rest of "
+                    f"{previous_key}= (a path with a space, split by the shell), quote the whole value. Fix: {fix}"
+                ) from None
+            if equals and key and _parses(parser, f"{key}={hydra_quote(value)}"):
+                raise ConfigError(
+                    f"cannot read the override {override!r}: Hydra takes a value with non-ASCII characters, "
+                    "spaces at its ends or any of , = ( ) [ ] { } ' \" only in quotes. "
+                    f"Fix: quote the value for Hydra, inside the shell's quotes: {shell_override(key, value)}"
+                ) from None
+            raise ConfigError(
+                f"cannot read the override {override!r} ({first}). Fix: write each setting as key=value "
+                "(--help lists them)"
+            ) from None
+        if parsed.is_sweep_override() and not multirun and "," in value and not value.lstrip().startswith("["):
+            raise ConfigError(
+                f"the override {override!r} is a sweep (a comma in its value) in a single run. Fix: add -m to run "
+                f"each value, or, for one value with a comma (a path), quote it: {shell_override(key, value)}"
+            )
+
+
+def _parses(parser: Any, override: str) -> bool:
+    try:
+        parser.parse_overrides([override])
+    except Exception:
+        return False
+    return True
 
 
 def _check_writable(directory: str, key: str) -> None:
@@ -320,5 +443,6 @@ def _resolved(config: DictConfig, mode: str) -> str:
     """
     from hydra.core.hydra_config import HydraConfig
 
-    HydraConfig.instance().set_config(config)
+    if "runtime" in config.hydra:  # a whole Hydra config (a partial one has nothing to resolve through it)
+        HydraConfig.instance().set_config(config)
     return str(config.hydra[mode].dir)

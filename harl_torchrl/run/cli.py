@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from harl_torchrl.config import store_schemas
-from harl_torchrl.config.hydra_checks import check_command_line, resume_run_dir
+from harl_torchrl.config.hydra_checks import check_command_line, check_override_syntax, resume_run_dir
 from harl_torchrl.errors import ConfigError, MissingDependencyError
 
 #: The configs shipped in the package (``recipes/conf`` links here).
@@ -159,5 +159,11 @@ def _evaluate_main(cfg: DictConfig) -> None:
 def evaluate() -> None:
     """``harl-evaluate checkpoint=<path> [episodes=N] [video=true] ...``: play a trained checkpoint."""
     _store_evaluate_config()
+    arguments = sys.argv[1:]
+    if not any(arg.startswith("-") for arg in arguments):  # a path Hydra cannot read: how to quote it
+        try:
+            check_override_syntax(arguments)
+        except ConfigError as err:
+            sys.exit(f"error: {err}")
     sys.argv += EVALUATE_HYDRA_OVERRIDES
     _evaluate_main()
