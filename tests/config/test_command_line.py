@@ -95,3 +95,14 @@ def test_a_quoted_resume_dir_is_found_and_written_back_quoted(odd_run_dir, quoti
     assert "checkpoint.resume_without_replay" not in parsed, "the option applies to the resume it was given for"
     cfg = compose_run_config(CONF, [o for o in argv if not o.startswith("hydra.")])
     assert cfg.resume == str(odd_run_dir / "checkpoint.pt")
+
+
+def test_the_resume_command_a_stopped_run_prints_finds_its_run_dir(odd_run_dir):
+    """The command printed on SIGINT quotes the run dir; resume_run_dir must take that quoting off again."""
+    from harl_torchrl.run.stop import RunStopped
+
+    command = RunStopped("SIGINT", odd_run_dir / "checkpoint.pt", 10).resume_command("harl-train")
+    argv = resume_run_dir(shlex.split(command)[1:])
+    check_override_syntax(argv)
+    parsed = {o.key_or_group: o.value() for o in OverridesParser.create().parse_overrides(argv)}
+    assert parsed["resume"] == str(odd_run_dir / "checkpoint.pt") and parsed["hydra.run.dir"] == str(odd_run_dir)
