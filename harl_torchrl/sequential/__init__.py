@@ -34,7 +34,13 @@ from harl_torchrl.sequential.off_policy import ActorScheme, ActorTrainer, Delaye
 from harl_torchrl.sequential.on_policy import SequentialUpdater
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
-from harl_torchrl.sequential.stacked import AgentSliceActor, AgentStack, stacked_networks
+from harl_torchrl.sequential.stacked import (
+    AgentSliceActor,
+    AgentStack,
+    check_agent_optimizer,
+    stack_agent_parameters,
+    stacked_networks,
+)
 from harl_torchrl.sequential.trainers import (
     AgentTrainer,
     CriticTrainer,
@@ -61,10 +67,12 @@ __all__ = [
     "SequentialUpdater",
     "TrustRegionTrainer",
     "agent_parameters_by_name",
+    "check_agent_optimizer",
     "minibatch_epochs",
     "normalize_advantage",
     "optimizer_parameters",
     "optimizer_step",
     "sequence_chunks",
+    "stack_agent_parameters",
     "stacked_networks",
 ]

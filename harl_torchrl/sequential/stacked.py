@@ -41,6 +41,13 @@ entries as they are (the off-policy actor step's joint action).
 
 Several groups work together: the sequential scheme takes ``{agent: trainer}``, and a stack
 contributes one entry per agent (:attr:`AgentStack.actors`) next to one-agent groups.
+
+The one shape of a stack, in both directions: the stacked tensor ``W[n, ...]`` (leading
+agent dimension) is the storage, and agent :math:`k`'s leaf parameters alias ``W[k]``.
+:class:`AgentStack` starts from a TorchRL-built stack and makes the per-agent views;
+:func:`stack_agent_parameters` starts from one module per agent (the library's
+one-group-per-agent actors) and makes the stacked storage, which a batched evaluation of
+the group reads as it is.
 """
 
 from __future__ import annotations
@@ -407,3 +414,83 @@ def check_agent_optimizer(loss: nn.Module, optimizer: torch.optim.Optimizer, *, 
         raise ConfigError(f"the optimiser of agent {name!r} holds another agent's parameter views; {fix}")
     if not {id(p) for p in actor.parameters()} <= held:
         raise ConfigError(f"the optimiser of agent {name!r} misses some of its parameter views; {fix}")
+
+
+def stack_agent_parameters(modules: Sequence[nn.Module]) -> TensorDict:
+    r"""Moves same-shaped agents' parameters into one stacked storage, each agent's becoming a view of it.
+
+    The other direction of :class:`AgentStack`, for agents built one module each (the
+    library's one-group-per-agent actors): for every parameter and buffer name, the
+    agents' tensors are stacked once into ``W[n, ...]`` and each agent's tensor is then
+    re-pointed at its slice (``p.data = W[k]``: the same :class:`~torch.nn.Parameter`
+    object, now aliasing ``W[k]``). Values are unchanged, every optimiser, loss and
+    checkpoint of the agents keeps working on its own parameters as before (one agent's
+    step moves ``W[k]`` only), and ``W`` always holds every agent's current weights: a
+    batched evaluation of the group (``torch.vmap`` of a ``functional_call``, or one
+    ``baddbmm`` per layer) reads it directly, without restacking on every call.
+
+    Both directions give the same representation, the one shape of a stack in this
+    library: **the stacked tensor is the storage, ``[n_agents, *per-agent shape]`` on a
+    leading agent dimension, and agent** :math:`k`'**s leaf parameters alias** ``W[k]``.
+
+    Re-pointing is undone by anything that replaces the agents' tensors (``module.to``
+    to another device or dtype, ``load_state_dict(assign=True)``): stack after moving.
+    ``load_state_dict`` (in place) keeps the aliasing.
+
+    Args:
+        modules: the agents' networks, one per agent, with the same parameter and buffer
+            names, shapes, dtypes and devices.
+
+    Returns:
+        The stacked storage, a :class:`~tensordict.TensorDict` with batch size ``[n]``
+        and the modules' nested names as keys (``stacked.to_module(module)`` and
+        ``stacked.flatten_keys(".").to_dict()`` give what a functional call needs).
+
+    Raises:
+        ConfigError: fewer than two modules, different structures, or a tensor shared
+            by two agents.
+
+    Example:
+        >>> nets = [nn.Linear(3, 2) for _ in range(4)]
+        >>> stacked = stack_agent_parameters(nets)
+        >>> stacked["weight"].shape
+        torch.Size([4, 2, 3])
+        >>> with torch.no_grad():
+        ...     _ = nets[1].weight.add_(1.0)  # an optimiser's in-place step on agent 1
+        >>> torch.equal(stacked["weight"][1], nets[1].weight), torch.equal(stacked["weight"][0], nets[0].weight)
+        (True, True)
+        >>> x = torch.randn(4, 5, 3)  # [agents, batch, features]
+        >>> flat = stacked.flatten_keys(".").to_dict()
+        >>> out = torch.vmap(lambda p, x: torch.func.functional_call(nets[0], p, (x,)))(flat, x)
+        >>> torch.allclose(out[2], nets[2](x[2]))
+        True
+    """
+    modules = list(modules)
+    if len(modules) < 2:
+        raise ConfigError(f"stacking needs at least two agents' modules, got {len(modules)}")
+    tensors = [dict(m.named_parameters()) | dict(m.named_buffers()) for m in modules]
+    signature = {name: (t.shape, t.dtype, t.device) for name, t in tensors[0].items()}
+    for k, named in enumerate(tensors[1:], start=1):
+        other = {name: (t.shape, t.dtype, t.device) for name, t in named.items()}
+        if other != signature:
+            raise ConfigError(
+                f"agent {k}'s module differs from agent 0's (parameter names, shapes, dtypes or devices): only "
+                "same-shaped agents can share one stacked storage"
+            )
+    seen: dict[int, int] = {}
+    for k, named in enumerate(tensors):
+        for t in named.values():
+            if seen.setdefault(id(t), k) != k:
+                raise ConfigError(
+                    f"agents {seen[id(t)]} and {k} share a parameter tensor: stacking needs each agent's own "
+                    "(parameters shared by every agent are MAPPO's shared policy, not a stack)"
+                )
+    stacked = TensorDict(
+        {tuple(name.split(".")): torch.stack([named[name].detach() for named in tensors]) for name in signature},
+        [len(modules)],
+    )
+    with torch.no_grad():
+        for k, named in enumerate(tensors):
+            for name, t in named.items():
+                t.data = stacked.get(tuple(name.split(".")))[k]
+    return stacked

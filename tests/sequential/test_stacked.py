@@ -471,3 +471,64 @@ def test_names_and_indices():
         AgentStack(stacked, ["a", "b"])
     with pytest.raises(ConfigError, match="no agent"):
         stack.index("x")
+
+
+# ------------------------------------------------ one module per agent, stacked storage
+
+
+def _library_actors(seed=0):
+    from torchrl.data import Bounded
+
+    from harl_torchrl.modules import make_agent_actor
+
+    torch.manual_seed(seed)
+    return {name: make_agent_actor(name, OBS, Bounded(-1.0, 1.0, shape=(ACT,)), hidden_sizes=[16]) for name in NAMES}
+
+
+def test_stacking_one_module_per_agent_keeps_training_bit_identical_and_the_stack_current():
+    from harl_torchrl.sequential import stack_agent_parameters
+
+    actors, reference = _library_actors(), _library_actors()
+    stacked = stack_agent_parameters([actor.module[0].module for actor in actors.values()])
+    assert stacked.batch_size == (N,)
+    torch.manual_seed(1)
+    batch = TensorDict({(name, "observation"): torch.randn(B, OBS) for name in NAMES}, [B])
+    with torch.no_grad():
+        for actor in actors.values():
+            batch = actor(batch)
+    batch["advantage"] = torch.randn(B, 1)
+
+    def updater(actors):
+        return SequentialUpdater(
+            {
+                name: PolicyTrainer(HAPPOLoss(a), torch.optim.Adam(a.parameters(), lr=1e-2), epochs=2)
+                for name, a in actors.items()
+            },
+            critic=None,
+            seed=0,
+        )
+
+    for _ in range(2):
+        updater(actors).update(batch)
+        updater(reference).update(batch)
+    for name in NAMES:
+        assert all(torch.equal(a, b) for a, b in zip(_params(actors[name]), _params(reference[name]), strict=True))
+    # the storage holds every agent's current weights: one vmapped call gives each agent's outputs
+    net = actors["agent_0"].module[0].module
+    x = torch.randn(N, B, OBS)
+    out = torch.vmap(lambda p, x: torch.func.functional_call(net, p, (x,)))(stacked.flatten_keys(".").to_dict(), x)
+    for k, name in enumerate(NAMES):
+        torch.testing.assert_close(out[0][k], actors[name].module[0].module(x[k])[0])
+
+
+def test_stacking_refuses_different_shapes_and_shared_tensors():
+    from harl_torchrl.sequential import stack_agent_parameters
+
+    with pytest.raises(ConfigError, match="differs from agent 0"):
+        stack_agent_parameters([nn.Linear(3, 2), nn.Linear(4, 2)])
+    first, second = nn.Linear(3, 2), nn.Linear(3, 2)
+    second.weight = first.weight
+    with pytest.raises(ConfigError, match="share a parameter"):
+        stack_agent_parameters([first, second])
+    with pytest.raises(ConfigError, match="at least two"):
+        stack_agent_parameters([first])
