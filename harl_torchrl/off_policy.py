@@ -52,6 +52,7 @@ from harl_torchrl.modules import (
     make_joint_q_critic,
     observation_critic_inputs,
 )
+from harl_torchrl.objectives.polyak import FusedSoftUpdate
 from harl_torchrl.replay import make_replay_buffer
 from harl_torchrl.sequential import (
     ActorTrainer,
@@ -361,7 +362,7 @@ def build_deterministic(algo: DeterministicConfig, net: dict, model, env, specs,
     policy = TensorDictSequential(*actors.values(), exploration)
     modules = {"target_actions": targets, "actors": nn.ModuleDict(actors)}
     optimizers = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
-    updaters = [SoftUpdate(q_loss, tau=algo.tau), SoftUpdate(targets, tau=algo.tau)]
+    updaters = [FusedSoftUpdate(q_loss, tau=algo.tau), FusedSoftUpdate(targets, tau=algo.tau)]
     return OffPolicyParts(actors, critic, q_loss, actor_step, policy, modules, optimizers, updaters)
 
 
@@ -422,7 +423,7 @@ def build_soft(algo: SoftConfig, net: dict, model, env, specs, seed, device) -> 
     optimizers.update({f"alpha/{agent}": s.optimizer for agent, s in steps.items() if s.optimizer is not None})
     if critic_step.optimizer is not None:
         optimizers["alpha/critic"] = critic_step.optimizer
-    updaters = [SoftUpdate(q_loss, tau=algo.tau)]
+    updaters = [FusedSoftUpdate(q_loss, tau=algo.tau)]
     return OffPolicyParts(
         actors,
         critic,
@@ -466,7 +467,10 @@ def build_d3qn(algo: HAD3QNConfig, net: dict, model, env, specs, seed, device) -
     masks = _mask_keys(env)
     policy = TensorDictSequential(*qnets.values(), epsilon_greedy(specs, algo.epsilon, masks))
     modules = {"agent_losses": nn.ModuleDict(agent_losses)}
-    updaters = [SoftUpdate(q_loss, tau=algo.tau), *(SoftUpdate(loss, tau=algo.tau) for loss in agent_losses.values())]
+    updaters = [
+        FusedSoftUpdate(q_loss, tau=algo.tau),
+        *(FusedSoftUpdate(loss, tau=algo.tau) for loss in agent_losses.values()),
+    ]
     named = {f"actor/{agent}": trainer.optimizer for agent, trainer in trainers.items()}
     return OffPolicyParts(qnets, critic, q_loss, actor_step, policy, modules, named, updaters)
 

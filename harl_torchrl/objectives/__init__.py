@@ -7,6 +7,7 @@ from harl_torchrl.objectives.haa2c import HAA2CLoss
 from harl_torchrl.objectives.happo import HAPPOLoss
 from harl_torchrl.objectives.hatrpo import HATRPOLoss, reference_logit_kl
 from harl_torchrl.objectives.joint_q import JointQLoss
+from harl_torchrl.objectives.polyak import FusedSoftUpdate
 from harl_torchrl.objectives.shared import SharedPolicyLoss
 from harl_torchrl.objectives.soft_actor import SoftActorLoss, SoftNextActions
 from harl_torchrl.objectives.target_actions import TargetActions
@@ -16,6 +17,7 @@ from harl_torchrl.objectives.value import CentralValueLoss
 __all__ = [
     "CentralValueLoss",
     "DeterministicActorLoss",
+    "FusedSoftUpdate",
     "HAA2CLoss",
     "HAD3QNAgentLoss",
     "HAD3QNCriticLoss",
