@@ -17,7 +17,7 @@ import math
 import sys
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
@@ -158,10 +158,10 @@ class GroupConfig:
     """Base of every config group schema.
 
     Subclasses are dataclasses; their field defaults are the settings' defaults (the
-    recipe YAML that inherits a schema sets only what differs).
-    An instance also reads like a read-only mapping (``cfg["epochs"]``,
-    ``cfg.get("epochs", 5)``, ``"epochs" in cfg``, ``dict(cfg)``), so functions
-    written for plain dicts accept it.
+    recipe YAML that inherits a schema sets only what differs). Library code reads an
+    instance by attribute (``cfg.epochs``); a plain mapping of settings is converted
+    once, at the entry, by :meth:`from_mapping` (or :func:`~harl_torchrl.config.algo_config`
+    and its siblings), and :meth:`to_dict` gives plain containers back.
 
     Attributes:
         group: the config group's key in the run config (``"algo"``, ``"env"``,
@@ -372,44 +372,11 @@ class GroupConfig:
         """The settings as plain Python containers (enums as strings), e.g. for checkpoints."""
         return config_to_dict(self)
 
-    def keys(self) -> list[str]:
-        """The field names, in declaration order."""
-        return [f.name for f in dataclasses.fields(self)]
-
-    def items(self) -> list[tuple[str, Any]]:
-        """``(name, value)`` pairs of every field."""
-        return [(name, getattr(self, name)) for name in self.keys()]
-
-    def values(self) -> list[Any]:
-        """Every field's value."""
-        return [getattr(self, name) for name in self.keys()]
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """The field's value, or ``default`` for a name that is not a field."""
-        return getattr(self, name) if name in self.keys() else default
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.keys():
-            raise KeyError(name)
-        return getattr(self, name)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.keys()
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.keys())
-
-    def __len__(self) -> int:
-        return len(self.keys())
-
 
 def _has_default(cls: type, name: str) -> bool:
     f = cls.__dataclass_fields__[name]
     has = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
     return has and f.default is not MISSING
-
-
-Mapping.register(GroupConfig)
 
 
 @dataclasses.dataclass
