@@ -140,6 +140,12 @@ class SoftActorLoss(LossModule):
     ) -> None:
         super().__init__()
         check_reduction(reduction)
+        if getattr(actor_network, "agent_index", None) is not None:
+            raise ConfigError(
+                "SoftActorLoss does not take an agent of a stacked group yet (its fresh sample and log-probability "
+                "would cover the whole stack): give HASAC one group per agent; deterministic actors (HADDPG/HATD3) "
+                "and the on-policy losses take stacked groups"
+            )
         self.actor_network = actor_network
         self.agent = agent if agent is not None else _agent_of(actor_network)
         # plain attributes (not submodules): the critic and alpha stay out of parameters()

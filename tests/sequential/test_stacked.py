@@ -532,3 +532,13 @@ def test_stacking_refuses_different_shapes_and_shared_tensors():
         stack_agent_parameters([first, second])
     with pytest.raises(ConfigError, match="at least two"):
         stack_agent_parameters([first])
+
+
+def test_hasac_refuses_a_stacked_agent_for_now():
+    from harl_torchrl.objectives import SoftActorLoss
+
+    stacked, _ = _policies()
+    stack = AgentStack(stacked, NAMES)
+    critic = JointQCritic(["state"], 7, [("agents", "action")], [N * ACT])
+    with pytest.raises(ConfigError, match="one group per agent"):
+        SoftActorLoss(stack.actors["agent_0"], critic, 0.2)
