@@ -25,7 +25,8 @@ every target network (only on these steps).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import inspect
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,7 +71,8 @@ class OffPolicyUpdater:
     Args:
         critic_loss: the critic's TD loss (``loss_qvalue``), holding the critic's target.
         critic_optimizer: optimiser over ``critic_loss.parameters()``.
-        actor_step: has ``step(batch) -> TensorDict`` (per-agent diagnostics) and
+        actor_step: has ``step(batch) -> TensorDict`` (per-agent diagnostics; a
+            ``diagnostics`` keyword, if it takes one, is passed on) and
             ``state_dict``/``load_state_dict`` (the order generator).
         delay: the policy delay counter.
         target_updaters: Polyak updaters stepped after each actor step.
@@ -104,13 +106,16 @@ class OffPolicyUpdater:
         self.modules = nn.ModuleDict({"critic_loss": critic_loss, **dict(modules or {})})
         self.max_grad_norm = max_grad_norm
         self._critic_params = optimizer_parameters(critic_optimizer)
+        self._actor_step_measures = "diagnostics" in inspect.signature(actor_step.step).parameters
         self.gradient_steps = 0
 
-    def step(self, batch: TensorDictBase) -> TensorDict:
+    def step(self, batch: TensorDictBase, *, diagnostics: bool = True) -> TensorDict:
         """One critic step, and the delayed actor step, temperatures and target updates when due.
 
         Args:
             batch: replay transitions (see :mod:`harl_torchrl.replay`); not modified.
+            diagnostics: ``False`` (a step whose diagnostics nobody logs) skips the
+                gradient norms and returns an empty TensorDict; the update is the same.
 
         Returns:
             Detached diagnostics: ``"critic"`` (the TD loss's outputs, plus
@@ -118,19 +123,46 @@ class OffPolicyUpdater:
             ``"critic_alpha"`` for HASAC).
         """
         out = self.critic_loss(batch)
-        grad_norm = optimizer_step(out["loss_qvalue"], self.critic_optimizer, self._critic_params, self.max_grad_norm)
-        diagnostics = TensorDict({"critic": out.detach()}, batch_size=[])
-        diagnostics.set(("critic", "grad_norm"), grad_norm)
+        grad_norm = optimizer_step(
+            out["loss_qvalue"], self.critic_optimizer, self._critic_params, self.max_grad_norm, measure=diagnostics
+        )
+        result = TensorDict({}, batch_size=[])
+        if diagnostics:
+            result.set("critic", out.detach())
+            result.set(("critic", "grad_norm"), grad_norm)
         if self.delay.tick():
-            diagnostics.update(self.actor_step.step(batch))
+            actors = self.actor_step.step(batch, **({"diagnostics": diagnostics} if self._actor_step_measures else {}))
+            if diagnostics:
+                result.update(actors)
             if self.critic_temperature is not None:
-                agents = [k for k in diagnostics.keys() if k not in ("critic", "order")]
-                joint_log_prob = sum(diagnostics.get((agent, "log_prob")) for agent in agents)
-                diagnostics.set("critic_alpha", self.critic_temperature.update(joint_log_prob))
+                agents = [k for k in actors.keys() if k != "order"]
+                joint_log_prob = sum(actors.get((agent, "log_prob")) for agent in agents)
+                alpha = self.critic_temperature.update(joint_log_prob)
+                if diagnostics:
+                    result.set("critic_alpha", alpha)
             for updater in self.target_updaters:
                 updater.step()
         self.gradient_steps += 1
-        return diagnostics
+        return result
+
+    def run(self, sample: Callable[[], TensorDictBase], steps: int) -> TensorDict:
+        """``steps`` gradient steps, each on a fresh ``sample()``; the diagnostics of the last ones only.
+
+        What the run loop takes per iteration and logs: the result holds what merging every
+        step's :meth:`step` output in turn would (the last step's ``"critic"``, the last
+        actor step's agents, ``"order"`` and ``"critic_alpha"``), but only the last
+        ``policy_freq`` steps compute diagnostics: every ``policy_freq`` consecutive steps
+        hold exactly one actor step. The updates are those of ``steps`` calls of :meth:`step`.
+
+        Args:
+            sample: draws a batch (e.g. ``lambda: buffer.sample(batch_size)``).
+            steps: gradient steps to take.
+        """
+        latest = TensorDict({}, batch_size=[])
+        logged_from = steps - self.delay.policy_freq
+        for index in range(steps):
+            latest.update(self.step(sample(), diagnostics=index >= logged_from))
+        return latest
 
     def state_dict(self) -> dict[str, Any]:
         """Networks and targets, every optimiser, the order generator, the delay and step counters."""
@@ -250,8 +282,7 @@ class OffPolicyComponents:
             self.owed_updates += algo.updates_per_step * algo.train_interval
             steps = int(self.owed_updates)
             self.owed_updates -= steps
-            for _ in range(steps):
-                latest.update(self.updater.step(self.buffer.sample(algo.batch_size)))  # keeps the last actor step's
+            latest = self.updater.run(lambda: self.buffer.sample(algo.batch_size), steps)  # what train() logs
         self.warmup.active = frames < warm_until  # for the next batch
         return {
             **flatten_metrics(latest),

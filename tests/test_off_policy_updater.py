@@ -2,6 +2,7 @@ import io
 
 import pytest
 import torch
+from tensordict import TensorDict
 from torchrl.envs.utils import ExplorationType, set_exploration_type
 
 from harl_torchrl.errors import ConfigError
@@ -135,3 +136,42 @@ def test_builder_refuses_on_policy_algorithms_and_recurrent_models():
         make_off_policy_components({"name": "happo"}, SMALL, _env())
     with pytest.raises(ConfigError, match="model=mlp"):
         make_off_policy_components({"name": "hatd3"}, {"name": "gru", "hidden_sizes": [16]}, _env())
+
+
+@pytest.mark.parametrize(("name", "steps"), [("hatd3", 5), ("hatd3", 1), ("hasac", 4), ("had3qn", 3)])
+def test_run_logs_what_the_step_loop_logs_and_updates_the_same(name, steps):
+    """run() computes diagnostics on the last policy_freq steps only: same result, bit-identical updates."""
+    results, states = [], []
+    for use_run in (False, True):
+        torch.manual_seed(1)
+        env = _env(continuous=name != "had3qn")
+        parts = make_off_policy_components({"name": name, "batch_size": 32}, SMALL, env, seed=0)
+        buffer = make_replay_buffer(env, 500, n_steps=1)
+        buffer.extend(env.rollout(20, parts.policy, break_when_any_done=False))
+        torch.manual_seed(2)
+        if use_run:
+            latest = parts.updater.run(lambda buffer=buffer: buffer.sample(32), steps)
+        else:
+            latest = TensorDict({}, batch_size=[])
+            for _ in range(steps):
+                latest.update(parts.updater.step(buffer.sample(32)))
+        results.append(latest)
+        states.append(parts.updater.state_dict()["modules"])
+    loop, ran = results
+    assert sorted(ran.keys(True, True), key=str) == sorted(loop.keys(True, True), key=str)
+    for key in loop.keys(True, True):
+        assert torch.equal(ran[key], loop[key]), key
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_a_step_without_diagnostics_returns_nothing_and_updates_the_same():
+    states = []
+    for diagnostics in (True, False):
+        torch.manual_seed(1)
+        env = _env()
+        parts = make_off_policy_components({"name": "hatd3", "batch_size": 32}, SMALL, env, seed=0)
+        batch = _batch(env, parts)
+        outs = [parts.updater.step(batch, diagnostics=diagnostics) for _ in range(2)]
+        assert all(bool(out.keys()) == diagnostics for out in outs)
+        states.append(parts.updater.state_dict()["modules"])
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])

@@ -92,8 +92,11 @@ class HAD3QNActorStep:
         self.orders = AgentOrder(critic_loss.agents, order=order, seed=seed)
         self.last_order: list[str] = []
 
-    def step(self, batch: TensorDictBase) -> TensorDict:
-        """One sequential best-response round on ``batch`` (not modified); per-agent diagnostics and ``"order"``."""
+    def step(self, batch: TensorDictBase, *, diagnostics: bool = True) -> TensorDict:
+        """One sequential best-response round on ``batch`` (not modified); per-agent diagnostics and ``"order"``.
+
+        ``diagnostics=False`` skips the gradient norms (see :meth:`ActorTrainer.train`).
+        """
         agents, nvec = self.critic_loss.agents, self.critic_loss.nvec
         td = batch.copy()
         with torch.no_grad():
@@ -104,7 +107,7 @@ class HAD3QNActorStep:
         for agent in order:
             values = action_slice(table, [actions[a] for a in agents], nvec, agents.index(agent))
             td.set((agent, "critic_action_value"), values)
-            out.set(agent, self.trainers[agent].train(td))
+            out.set(agent, self.trainers[agent].train(td, diagnostics=diagnostics))
             actions[agent] = masked_argmax(values, td.get((agent, "action_mask"), None))
         self.last_order = order
         out.set("order", self.orders.indices(order))

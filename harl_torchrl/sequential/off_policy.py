@@ -100,18 +100,26 @@ class ActorTrainer:
         """Writes this agent's current action (no gradient) into ``tensordict``, in place."""
         return self.actor(tensordict)
 
-    def train(self, tensordict: TensorDictBase) -> TensorDict:
-        """One gradient step on the loss over ``tensordict`` (the joint action); returns detached diagnostics."""
+    def train(self, tensordict: TensorDictBase, *, diagnostics: bool = True) -> TensorDict:
+        """One gradient step on the loss over ``tensordict`` (the joint action); returns detached diagnostics.
+
+        Args:
+            tensordict: the joint action and what the loss reads.
+            diagnostics: ``False`` skips measuring the gradient norm where nothing clips
+                (``"grad_norm"`` is then absent); the loss's detached outputs are returned
+                either way (the hook and HASAC's critic temperature read them).
+        """
         out = self.loss(tensordict)
         loss = sum(value for key, value in out.items() if key.startswith("loss_"))
-        grad_norm = optimizer_step(loss, self.optimizer, self._params, self.max_grad_norm)
-        diagnostics = out.detach()
-        diagnostics.set("grad_norm", grad_norm)
+        grad_norm = optimizer_step(loss, self.optimizer, self._params, self.max_grad_norm, measure=diagnostics)
+        result = out.detach()
+        if grad_norm is not None:
+            result.set("grad_norm", grad_norm)
         if self.after_step is not None:
-            extra = self.after_step(diagnostics)
+            extra = self.after_step(result)
             if extra is not None:
-                diagnostics.update(extra)
-        return diagnostics
+                result.update(extra)
+        return result
 
 
 class SequentialActorStep:
@@ -170,13 +178,14 @@ class SequentialActorStep:
         self.orders = AgentOrder(self.agent_names, order or ("random" if scheme == "sequential" else "fixed"), seed)
         self.last_order: list[str] = []
 
-    def step(self, batch: TensorDictBase) -> TensorDict:
+    def step(self, batch: TensorDictBase, *, diagnostics: bool = True) -> TensorDict:
         """One actor step of every agent on ``batch`` (not modified).
 
         Args:
             batch: replay samples with what the actors and the critic read (every
                 ``(agent, "observation")``, the state, and for ``"buffer"`` the stored
                 ``(agent, "action")``).
+            diagnostics: ``False``: no gradient norms (see :meth:`ActorTrainer.train`).
 
         Returns:
             ``{agent: that agent's diagnostics}`` plus ``"order"``: the agents' indices
@@ -187,10 +196,10 @@ class SequentialActorStep:
             for trainer in self.trainers.values():
                 trainer.act(joint)
         order = self.orders.draw()
-        diagnostics = TensorDict({})
+        measure, diagnostics = diagnostics, TensorDict({})
         for position, name in enumerate(order):
             trainer = self.trainers[name]
-            diagnostics.set(name, trainer.train(joint))
+            diagnostics.set(name, trainer.train(joint, diagnostics=measure))
             if self.scheme == "sequential" and position < len(order) - 1:
                 trainer.act(joint)  # the agents that follow see this agent's new action (the last has none)
         diagnostics.set("order", self.orders.indices(order))

@@ -30,9 +30,9 @@ def test_best_response_round_follows_the_order():
     for a, trainer in trainers.items():
         train = trainer.train
 
-        def spy(td, _a=a, _train=train):
+        def spy(td, _a=a, _train=train, **kwargs):
             seen[_a] = td.get((_a, "critic_action_value")).clone()
-            return _train(td)
+            return _train(td, **kwargs)
 
         trainer.train = spy
     td = _batch(agents, (3, 3), n=2)

@@ -51,3 +51,20 @@ def test_parameters_without_gradient_are_left_out():
     assert frozen.grad is None and torch.equal(frozen, torch.ones(3))
     only_frozen = optimizer_step(loss(), optimizer, params=[frozen], max_grad_norm=1.0)
     assert torch.equal(only_frozen, torch.zeros(()))
+
+
+def test_measure_false_skips_the_norm_only_where_nothing_clips():
+    torch.manual_seed(0)
+    nets = [nn.Linear(3, 2) for _ in range(3)]
+    for net in nets[1:]:
+        net.load_state_dict(nets[0].state_dict())
+    optimizers = [torch.optim.Adam(net.parameters(), lr=0.1) for net in nets]
+    x = torch.randn(5, 3)
+    norms = [
+        optimizer_step(nets[0](x).pow(2).sum(), optimizers[0]),
+        optimizer_step(nets[1](x).pow(2).sum(), optimizers[1], measure=False),
+        optimizer_step(nets[2](x).pow(2).sum(), optimizers[2], max_grad_norm=1e9, measure=False),
+    ]
+    assert norms[1] is None and torch.equal(norms[2], norms[0])  # a clip needs the norm: measured anyway
+    for net in nets[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(net.parameters(), nets[0].parameters(), strict=True))
