@@ -5,8 +5,9 @@ YAMLs under ``harl_torchrl/conf/env/`` set only the scenario and what differs, a
 env classes take their keyword defaults from here) and builds its env
 (:meth:`~harl_torchrl.config.EnvConfig.make`, importing the env module only then). The
 scenario's own keyword arguments (``scenario_kwargs``, ``env_kwargs``) stay a free-form
-mapping: their names depend on the scenario and are checked when the env is built, which
-also happens before training.
+mapping: their names depend on the scenario, so they are checked in ``validate`` against what
+the simulator itself reads (:mod:`harl_torchrl.config.simulator_kwargs`: a VMAS scenario's
+``make_world`` defaults, the MPE and Gymnasium MuJoCo constructors' signatures).
 """
 
 from dataclasses import dataclass, field
@@ -16,6 +17,13 @@ from omegaconf import MISSING
 
 from harl_torchrl.config.base import EnvConfig, choices
 from harl_torchrl.config.registry import register_env
+from harl_torchrl.config.simulator_kwargs import (
+    check_simulator_kwargs,
+    mamujoco_env_defaults,
+    mpe_scenario_defaults,
+    vmas_count_key,
+    vmas_scenario_defaults,
+)
 from harl_torchrl.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -64,9 +72,17 @@ class VmasEnvConfig(EnvConfig):
     scenario_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Also ``scenario_kwargs.n_agents`` >= 1 when given."""
+        """Also ``scenario_kwargs.n_agents`` >= 1, and each keyword against the scenario's own defaults."""
         super().validate()
         _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "n_agents")
+        if self.scenario_kwargs:  # VMAS is imported only when there is something to check
+            check_simulator_kwargs(
+                self.scenario_kwargs,
+                vmas_scenario_defaults(str(self.scenario)),
+                key_prefix="env.scenario_kwargs",
+                owner=f"VMAS scenario {self.scenario!r}",
+                int_only=vmas_count_key,
+            )
 
     def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
         """:func:`~harl_torchrl.envs.make_vmas_env` with these settings (see :meth:`EnvConfig.make`).
@@ -109,9 +125,17 @@ class PettingZooEnvConfig(EnvConfig):
     scenario_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Also ``scenario_kwargs.N`` >= 1 when given."""
+        """Also ``scenario_kwargs.N`` >= 1, and each keyword against the scenario's ``raw_env`` signature."""
         super().validate()
         _check_agent_count(self.scenario_kwargs, "scenario_kwargs", "N")
+        if self.scenario_kwargs:
+            check_simulator_kwargs(
+                self.scenario_kwargs,
+                mpe_scenario_defaults(str(self.scenario)),
+                key_prefix="env.scenario_kwargs",
+                owner=f"MPE scenario {self.scenario!r}",
+                reserved={"max_cycles": "env.max_steps", "continuous_actions": "env.continuous_actions"},
+            )
 
     def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
         """:func:`~harl_torchrl.envs.make_pettingzoo_env` with these settings (see :meth:`EnvConfig.make`).
@@ -169,9 +193,22 @@ class MaMuJoCoEnvConfig(EnvConfig):
     env_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
-        """Also ``agent_obsk`` >= 0."""
+        """Also ``agent_obsk`` >= 0, and ``env_kwargs`` against the Gymnasium MuJoCo env's signature."""
         super().validate()
         self.require_non_negative("agent_obsk")
+        if self.env_kwargs:
+            check_simulator_kwargs(
+                self.env_kwargs,
+                mamujoco_env_defaults(str(self.scenario)),
+                key_prefix="env.env_kwargs",
+                owner=f"Gymnasium's {self.scenario}-v5 (through MaMuJoCo)",
+                reserved={
+                    "agent_obsk": "env.agent_obsk",
+                    "agent_factorization": "env.agent_conf",
+                    "agent_conf": "env.agent_conf",
+                    "max_episode_steps": "env.max_steps",
+                },
+            )
 
     def make(self, *, num_envs: int | None = None, seed: int | None = None, device: Any = "cpu") -> "EnvBase":
         """:func:`~harl_torchrl.envs.make_mamujoco_env` with these settings (see :meth:`EnvConfig.make`).

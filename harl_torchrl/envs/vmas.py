@@ -17,6 +17,7 @@ from torchrl.data import Bounded, Categorical, Composite, MultiCategorical, Unbo
 from torchrl.envs import EnvBase
 
 from harl_torchrl.config.env import VmasEnvConfig
+from harl_torchrl.config.simulator_kwargs import kwargs_named_in
 from harl_torchrl.envs._state import capture_object_state, restore_object_state
 from harl_torchrl.envs._vmas_state import TwinResetter, reset_draws_global_state, reset_where
 from harl_torchrl.errors import ConfigError, MissingDependencyError, failure_reason, unknown_choice
@@ -147,9 +148,13 @@ class VmasTeamEnv(EnvBase):
                     **scenario_kwargs,
                 )
         except (TypeError, AssertionError, ValueError) as err:
+            # traced to the keywords its message or failing source line names, where it can be
+            named = ", ".join(
+                f"env.scenario_kwargs.{k}={scenario_kwargs[k]!r}" for k in kwargs_named_in(err, scenario_kwargs)
+            )
             raise ConfigError(
-                f"VMAS could not build scenario {scenario!r} with {scenario_kwargs}: {failure_reason(err)}. "
-                "Fix: set env.scenario_kwargs to values the scenario accepts"
+                f"VMAS could not build scenario {scenario!r} with {named or scenario_kwargs}: {failure_reason(err)}. "
+                f"Fix: set {named.split('=')[0] if named else 'env.scenario_kwargs'} to a value the scenario accepts"
             ) from err
         for warning in caught:
             if "passed but not used by the scenario" in str(warning.message):

@@ -19,6 +19,7 @@ RECIPES = Path(__file__).resolve().parents[2] / "recipes"
 CONF = RECIPES / "conf"
 # 8 envs x 10 steps = 80 samples per batch: small enough for the minibatch checks to bite
 TINY = ["env.num_envs=8", "collector.rollout_steps=10", "logger.progress_bar=false"]
+NAV = "env=vmas/navigation"  # its make_world reads 16 keywords (the default balance reads 3)
 
 # (id, overrides, the key the message must name)
 CASES = [
@@ -83,6 +84,30 @@ CASES = [
     ("mpe_vmas_key", ["env=pettingzoo/simple_spread", "env.team_reward=sum"], "env.team_reward"),
     ("mamujoco_obs_mode", ["env=mamujoco/halfcheetah_2x3", "env.obs_mode=globl"], "env.obs_mode"),
     ("mamujoco_obsk", ["env=mamujoco/halfcheetah_2x3", "env.agent_obsk=-1"], "env.agent_obsk"),
+    # simulator keywords, against the scenario's own defaults or signature (issue 27 items 5 and 8)
+    ("vmas_kwarg_not_a_bool", [NAV, "+env.scenario_kwargs.collisions=notabool"], "env.scenario_kwargs.collisions"),
+    ("vmas_kwarg_unknown", [NAV, "+env.scenario_kwargs.colisions=false"], "env.scenario_kwargs.colisions"),
+    ("vmas_kwarg_count_float", [NAV, "+env.scenario_kwargs.n_lidar_rays=1.5"], "env.scenario_kwargs.n_lidar_rays"),
+    ("vmas_kwarg_null", [NAV, "+env.scenario_kwargs.collisions=null"], "env.scenario_kwargs.collisions"),
+    ("vmas_balance_kwarg_unknown", ["+env.scenario_kwargs.collisions=false"], "env.scenario_kwargs.collisions"),
+    (
+        "mamujoco_kwarg_type",
+        ["env=mamujoco/halfcheetah_2x3", "+env.env_kwargs.ctrl_cost_weight=abc"],
+        "env.env_kwargs.ctrl_cost_weight",
+    ),
+    (
+        "mamujoco_kwarg_unknown",
+        ["env=mamujoco/halfcheetah_2x3", "+env.env_kwargs.ctrl_cost=0.2"],
+        "env.env_kwargs.ctrl_cost",
+    ),
+    ("mamujoco_kwarg_reserved", ["env=mamujoco/hopper_3x1", "+env.env_kwargs.max_episode_steps=5"], "env.max_steps"),
+    (
+        "mpe_kwarg_type",
+        ["env=pettingzoo/simple_spread", "env.scenario_kwargs.local_ratio=abc"],
+        "env.scenario_kwargs.local_ratio",
+    ),
+    ("mpe_kwarg_unknown", ["env=pettingzoo/simple_spread", "+env.scenario_kwargs.n=4"], "env.scenario_kwargs.n"),
+    ("mpe_kwarg_reserved", ["env=pettingzoo/simple_spread", "+env.scenario_kwargs.max_cycles=10"], "env.max_steps"),
     # model: mlp (default), gru
     ("hidden_sizes_text", ["model.hidden_sizes=[16,a]"], "model.hidden_sizes"),
     ("hidden_sizes_zero", ["model.hidden_sizes=[0]"], "model.hidden_sizes"),
@@ -221,3 +246,22 @@ def test_unwritable_output_dir_exits_with_one_line(tmp_path):
     assert out.returncode != 0
     assert "hydra.run.dir" in out.stderr and "Fix:" in out.stderr, out.stderr
     assert "Traceback" not in out.stderr, out.stderr
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [NAV, "env.scenario_kwargs.n_agents=3"],
+        [NAV, "+env.scenario_kwargs.lidar_range=1"],  # an int where the default is a float
+        [NAV, "+env.scenario_kwargs.pos_shaping_factor=0.5"],  # a float where VMAS writes 1 (not a count)
+        [NAV, "+env.scenario_kwargs.collisions=false"],
+        ["env=mamujoco/halfcheetah_2x3", "+env.env_kwargs.ctrl_cost_weight=0"],
+        ["env=mamujoco/hopper_3x1", "+env.env_kwargs.healthy_z_range=[0.5,2.0]"],
+        ["env=pettingzoo/simple_spread", "env.scenario_kwargs.local_ratio=1"],
+    ],
+    ids=["vmas_count", "vmas_int_for_float", "vmas_float_for_int", "vmas_bool", "mujoco_int", "mujoco_list", "mpe_int"],
+)
+def test_simulator_keywords_that_fit_are_accepted(overrides):
+    from harl_torchrl.config import validate_run_config
+
+    validate_run_config(compose_run_config(CONF, [*TINY, *overrides]))
