@@ -100,7 +100,8 @@ def test_a_second_signal_ends_the_run_at_once(tmp_path):
     big = ["env.num_envs=64", "env.max_steps=100", "env.scenario_kwargs.n_agents=2", "collector.rollout_steps=100"]
     process = _train(tmp_path, *big, "total_frames=4000000", "checkpoint.interval=1")
     deadline = time.monotonic() + 180
-    while _rows(tmp_path) < 1 and process.poll() is None and time.monotonic() < deadline:
+    # a complete checkpoint first (iteration 1's is written after its metrics row)
+    while _rows(tmp_path) < 2 and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.2)
     process.send_signal(signal.SIGTERM)
     seen = []
