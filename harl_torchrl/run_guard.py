@@ -418,9 +418,10 @@ def check_family(meta: Mapping[str, Any], kind: str | None, path: Any = None) ->
 
     Example:
         >>> check_family({"kind": "on_policy", "algorithm": "happo"}, "off_policy", "run/checkpoint.pt")
+        ... # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        harl_torchrl.errors.ConfigError: cannot resume run/checkpoint.pt (happo, an on-policy run) as an off-policy algorithm: their training states share nothing. Fix: resume with algo=happo, or start a new run without resume=
+        harl_torchrl.errors.ConfigError: cannot resume run/checkpoint.pt (happo, an on-policy run) as an off-policy ...
     """
     saved = meta.get("kind")
     if kind is None or saved is None or saved == kind:

@@ -289,7 +289,8 @@ print(f"\n{removed} lines out, {added} lines in")
 # On ``balance`` the agents are alike and share their reward, and one seed of 19k
 # frames tells nothing about which method learns faster: the curves show that the
 # HAPPO script trains, from the same weights and the same first batch. Where the
-# sequential scheme matters, see :doc:`/generated/tutorials/plot_2_trap_of_homogeneity` and
+# sequential scheme matters, see
+# :doc:`/generated/tutorials/plot_2_trap_of_homogeneity` and
 # :doc:`/generated/tutorials/plot_3_sequential_vs_simultaneous`.
 #
 # ``VmasEnv(max_steps=...)`` reports the time limit as termination, so both runs stop
