@@ -54,6 +54,7 @@ from torchrl.objectives.utils import distance_loss
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.q_critics import JointQCritic
+from harl_torchrl.objectives.binding import ParameterBinding
 from harl_torchrl.objectives.common import check_reduction, reduce
 
 NextActions = Callable[[TensorDictBase], TensorDictBase]
@@ -215,6 +216,9 @@ class JointQLoss(LossModule):
             raise ConfigError(f"gamma must be in [0, 1], got {gamma}")
         super().__init__()
         self.convert_to_functional(critic, "qvalue_network", create_target_params=True)
+        # the critic on its live and target parameters, without a swap per call (see objectives.binding)
+        self._live_critic = ParameterBinding(self.qvalue_network)
+        self._target_critic = ParameterBinding(self.qvalue_network)
         self.__dict__["next_actions"] = next_actions  # not a submodule: see the class docstring
         self.loss_function = loss_function
         self.reduction = reduction
@@ -224,6 +228,21 @@ class JointQLoss(LossModule):
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """No value estimator: the n-step target is computed here from the batch."""
+
+    def _apply(self, *args, **kwargs):
+        """Moves or casts the parameters (``.to``, ``.double``, ...); the critic is bound to them anew."""
+        self._reset_bindings()
+        return super()._apply(*args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        """Loads this module's own entries; the critic is bound anew (a load may replace tensors)."""
+        self._reset_bindings()
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _reset_bindings(self) -> None:
+        for name in ("_live_critic", "_target_critic"):
+            if name in self.__dict__:  # not yet while the constructor runs
+                self.__dict__[name].reset()
 
     @property
     def in_keys(self) -> list[NestedKey]:
@@ -244,8 +263,8 @@ class JointQLoss(LossModule):
         next_td = tensordict.get("next").copy()
         if self.next_actions is not None:
             next_td = self.next_actions(next_td)
-        with self.target_qvalue_network_params.to_module(self.qvalue_network):
-            next_q = self.qvalue_network(next_td).get(keys.value)
+        target_critic = self._target_critic.module(self.target_qvalue_network_params)
+        next_q = target_critic(next_td).get(keys.value)
         next_value = next_q.min(dim=-1, keepdim=True).values
         bonus = next_td.get(keys.value_bonus, None)
         if bonus is not None:
@@ -262,8 +281,7 @@ class JointQLoss(LossModule):
         """``loss_qvalue`` and detached diagnostics on a batch of transitions."""
         target = self.target_value(tensordict)
         td = tensordict.copy()
-        with self.qvalue_network_params.to_module(self.qvalue_network):
-            q = self.qvalue_network(td).get(self.tensor_keys.value)
+        q = self._live_critic.module(self.qvalue_network_params)(td).get(self.tensor_keys.value)
         per_sample = distance_loss(q, target.expand_as(q), self.loss_function).sum(-1, keepdim=True)
         with torch.no_grad():
             diagnostics = {

@@ -31,6 +31,7 @@ from torchrl.objectives import LossModule
 
 from harl_torchrl.errors import ConfigError
 from harl_torchrl.modules.deterministic import box_bounds
+from harl_torchrl.objectives.binding import ParameterBinding
 
 
 class TargetActions(LossModule):
@@ -87,6 +88,7 @@ class TargetActions(LossModule):
         super().__init__()
         self.agent_names = list(actors)
         self.convert_to_functional(nn.ModuleDict(dict(actors)), "actors", create_target_params=True)
+        self._target_actors = ParameterBinding(self.actors)  # the actors on their target parameters
         for index, agent in enumerate(self.agent_names):
             low, high = box_bounds(agent, action_specs[agent])
             # the bounds live where the agent's actor does (specs are usually on the CPU)
@@ -98,6 +100,18 @@ class TargetActions(LossModule):
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """No value estimator."""
+
+    def _apply(self, *args, **kwargs):
+        """Moves or casts the parameters (``.to``, ``.double``, ...); the target actors are bound to them anew."""
+        if "_target_actors" in self.__dict__:  # not yet while the constructor runs
+            self._target_actors.reset()
+        return super()._apply(*args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        """Loads this module's own entries; the target actors are bound anew (a load may replace tensors)."""
+        if "_target_actors" in self.__dict__:
+            self._target_actors.reset()
+        super()._load_from_state_dict(*args, **kwargs)
 
     def bounds(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(low, high)`` of the ``index``-th agent's box."""
@@ -116,10 +130,10 @@ class TargetActions(LossModule):
     @torch.no_grad()
     def forward(self, next_tensordict: TensorDictBase) -> TensorDictBase:
         """Writes every agent's smoothed target action into ``next_tensordict`` and returns it."""
-        with self.target_actors_params.to_module(self.actors):
-            for index, agent in enumerate(self.agent_names):
-                actor = self.actors[agent]
-                next_tensordict = actor(next_tensordict)
-                key = actor.out_keys[0]
-                next_tensordict.set(key, self.smooth(next_tensordict.get(key), index))
+        actors = self._target_actors.module(self.target_actors_params)  # see objectives.binding
+        for index, agent in enumerate(self.agent_names):
+            actor = actors[agent]
+            next_tensordict = actor(next_tensordict)
+            key = actor.out_keys[0]
+            next_tensordict.set(key, self.smooth(next_tensordict.get(key), index))
         return next_tensordict
