@@ -14,7 +14,7 @@ that state is:
   building a collector resets its env, so both are written back after it is built.
 
 The global torch/numpy/Python random states are saved with the training state
-(:func:`~harl_torchrl.training.on_policy_state`) and restored last.
+(by the run loop, :func:`harl_torchrl.run.run`) and restored last.
 
 Envs that cannot capture their simulator (MaMuJoCo: see ``docs/checkpoints.rst``) and
 collectors over worker processes record ``None``: a resumed run then starts fresh

@@ -20,7 +20,8 @@ list of differences, unless each differing key is named in ``resume_override`` (
 also covers its children: ``env.scenario_kwargs`` covers ``env.scenario_kwargs.n_agents``;
 ``"*"`` covers everything). An accepted difference takes effect: optimiser settings such as
 ``algo.actor_lr`` come from the new config (the checkpoint provides the moments and step
-counts, see :func:`~harl_torchrl.training.load_on_policy_state`); an accepted env difference
+counts, see :meth:`OnPolicyComponents.load_state_dict
+<harl_torchrl.algorithms.OnPolicyComponents.load_state_dict>`); an accepted env difference
 means the saved env state no longer fits, so the resumed run starts fresh episodes.
 
 **Non-finite stop.** After each update, every scalar diagnostic (losses, gradient norms,

@@ -3,11 +3,11 @@
 import pytest
 import torch
 
-from harl_torchrl.algorithms import make_on_policy_components
+from harl_torchrl.algorithms import make_on_policy_components, scale_learning_rates
 from harl_torchrl.config import algo_config
 from harl_torchrl.envs import make_vmas_env
 from harl_torchrl.errors import ConfigError
-from harl_torchrl.training import linear_lr_factor, scale_learning_rates
+from harl_torchrl.training import linear_lr_factor
 
 
 def test_linear_factor_is_the_reference_schedule():

@@ -3,7 +3,7 @@ import torch
 
 from harl_torchrl.algorithms import make_on_policy_components
 from harl_torchrl.envs import make_vmas_env
-from harl_torchrl.training import episode_stats, flatten_metrics, load_on_policy_state, on_policy_state
+from harl_torchrl.training import episode_stats, flatten_metrics
 from harl_torchrl.utils.checkpoint import load_checkpoint, save_checkpoint
 
 ALGO = {
@@ -35,12 +35,12 @@ def _trained(algo, seed):
 @pytest.mark.parametrize("algo", ["happo", "ippo"])
 def test_state_round_trip_restores_everything(tmp_path, algo):
     parts, batch = _trained(algo, seed=0)
-    path = save_checkpoint(
-        tmp_path / "ckpt.pt", on_policy_state(parts.actors, parts.critic, parts.updater, frames=80, iteration=1)
-    )
+    # the components' own state (the run loop adds the counters, envs and random streams)
+    path = save_checkpoint(tmp_path / "ckpt.pt", {**parts.state_dict(), "frames": 80, "iteration": 1})
     other, _ = _trained(algo, seed=1)
-    frames, iteration = load_on_policy_state(load_checkpoint(path), other.actors, other.critic, other.updater)
-    assert (frames, iteration) == (80, 1)
+    state = load_checkpoint(path)
+    other.load_state_dict(state)
+    assert (state["frames"], state["iteration"]) == (80, 1)
     for name in parts.actors:
         for a, b in zip(parts.actors[name].parameters(), other.actors[name].parameters(), strict=True):
             assert torch.equal(a, b)
@@ -60,10 +60,10 @@ def test_state_round_trip_restores_everything(tmp_path, algo):
 
 def test_mismatched_agents_are_refused(tmp_path):
     parts, _ = _trained("happo", seed=0)
-    state = on_policy_state(parts.actors, parts.critic, parts.updater, frames=0, iteration=0)
+    state = parts.state_dict()
     state["actors"]["stranger"] = state["actors"].pop("agent_0")
     with pytest.raises(ValueError, match="same env configuration"):
-        load_on_policy_state(state, parts.actors, parts.critic, parts.updater)
+        parts.load_state_dict(state)
 
 
 def test_episode_stats_and_flat_metrics():
