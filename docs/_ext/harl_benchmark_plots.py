@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +61,14 @@ def draw_all(app=None) -> None:
     """Draws every figure of :data:`FIGURES` (the ``builder-inited`` handler)."""
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable's per-algorithm INFO lines
     plots = _plot_module()
-    for name, (task, files, compare) in FIGURES.items():
+    started = time.perf_counter()
+    for number, (name, (task, files, compare)) in enumerate(FIGURES.items(), start=1):
+        # say what is drawn: the figures take minutes (rliable's bootstrap), which was a silent wait
+        print(
+            f"harl_benchmark_plots: figure {number}/{len(FIGURES)} {name} ({time.perf_counter() - started:.0f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
         runs = []
         for file, algo, seed in files:
             paths = sorted((ROOT / "recipes" / "results").glob(file))
