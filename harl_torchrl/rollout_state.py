@@ -62,8 +62,9 @@ def capture_rollout_state(collector: Any, envs: Mapping[str, EnvBase | None]) ->
         envs: ``{"train": env, "eval": eval_env}``; ``None`` entries are skipped.
 
     Returns:
-        ``{"envs": {name: state or None}, "carrier": [[key, tensor], ...] or None}``
-        (tensors, numbers and strings only).
+        ``{"envs": {name: state or None}, "carrier": [[key, tensor], ...] or None}``, plus
+        ``"traj_pool"`` (the collector's next trajectory id) with the carrier (tensors,
+        numbers and strings only).
 
     Example:
         >>> from harl_torchrl.envs import make_env
@@ -85,7 +86,11 @@ def capture_rollout_state(collector: Any, envs: Mapping[str, EnvBase | None]) ->
             [list(key) if isinstance(key, tuple) else [key], value.detach().clone()]
             for key, value in carrier.items(include_nested=True, leaves_only=True)
         ]
-    return {"envs": states, "carrier": saved_carrier}
+    pool = getattr(collector, "_traj_pool", None) if saved_carrier is not None else None
+    saved = {"envs": states, "carrier": saved_carrier}
+    if pool is not None and hasattr(pool, "state_dict"):
+        saved["traj_pool"] = {k: v.clone() for k, v in pool.state_dict().items()}  # the next trajectory id
+    return saved
 
 
 def restore_rollout_state(
@@ -137,5 +142,8 @@ def restore_rollout_state(
             )
         for key, value in saved.items():
             carrier.set(key, value.clone())
+        pool = getattr(collector, "_traj_pool", None)
+        if state.get("traj_pool") is not None and pool is not None:
+            pool.load_state_dict(state["traj_pool"])  # new episodes get the ids they would have got
         restored.append("carrier")
     return restored
