@@ -128,15 +128,23 @@ class JointQCritic(TensorDictModuleBase):
             dim=-1,
         )
 
-    def forward(self, tensordict: TensorDictBase, heads: int | None = None) -> TensorDictBase:
-        """Writes ``[*B, heads or num_qvalue]`` values to ``out_key``; returns ``tensordict``."""
+    def values(self, tensordict: TensorDictBase, heads: int | None = None) -> torch.Tensor:
+        """The ``[*B, heads or num_qvalue]`` values :meth:`forward` writes, returned without writing them.
+
+        For a caller that must not modify ``tensordict`` (a loss on a replay batch): no copy
+        of it is needed.
+        """
         inputs = [tensordict.get(key).reshape(*tensordict.batch_size, -1) for key in self.state_keys]
         inputs += [
             self._action_input(tensordict, k, c) for k, c in zip(self.action_keys, self.num_classes, strict=True)
         ]
         x = torch.cat(inputs, dim=-1)
         nets = self.nets if heads is None else self.nets[:heads]
-        tensordict.set(self.out_keys[0], torch.cat([net(x) for net in nets], dim=-1))
+        return torch.cat([net(x) for net in nets], dim=-1)
+
+    def forward(self, tensordict: TensorDictBase, heads: int | None = None) -> TensorDictBase:
+        """Writes ``[*B, heads or num_qvalue]`` values to ``out_key``; returns ``tensordict``."""
+        tensordict.set(self.out_keys[0], self.values(tensordict, heads))
         return tensordict
 
 

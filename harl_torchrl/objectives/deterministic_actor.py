@@ -19,6 +19,7 @@ defines it). TD3 uses :math:`Q_1` only, as both TorchRL and the reference do.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,15 +31,22 @@ from torchrl.objectives import LossModule
 from harl_torchrl.modules.q_critics import JointQCritic
 from harl_torchrl.objectives.common import check_reduction, reduce
 from harl_torchrl.objectives.joint_q import frozen_parameters
+from harl_torchrl.utils.tensordicts import writable_copy
 
 
-def detached_q(critic: JointQCritic, tensordict: TensorDictBase, heads: int | None = 1) -> torch.Tensor:
+def detached_q(
+    critic: JointQCritic,
+    tensordict: TensorDictBase,
+    heads: int | None = 1,
+    params: Sequence[torch.Tensor] | None = None,
+) -> torch.Tensor:
     """The critic's values ``[*B, heads]`` on ``tensordict`` with its parameters detached.
 
     Gradients flow to the actions in ``tensordict`` but never into the critic
-    (nothing accumulates in its ``.grad``).
+    (nothing accumulates in its ``.grad``). ``params``: the critic's parameters, if the
+    caller keeps them listed (see :func:`~harl_torchrl.objectives.joint_q.frozen_parameters`).
     """
-    with frozen_parameters(critic):
+    with frozen_parameters(critic, params):
         return critic(tensordict, heads=heads).get(critic.out_keys[0])
 
 
@@ -87,6 +95,7 @@ class DeterministicActorLoss(LossModule):
         super().__init__()
         self.actor_network = actor_network
         self.__dict__["critic"] = critic  # shared with the other agents' losses and JointQLoss
+        self._critic_params = list(critic.parameters())  # listed once (the optimisers keep these objects too)
         self.reduction = reduction
         self.set_keys(action=actor_network.out_keys[0])
 
@@ -101,6 +110,6 @@ class DeterministicActorLoss(LossModule):
 
     def forward(self, tensordict: TensorDictBase) -> TensorDict:
         """``loss_actor`` with the agent's fresh differentiable action in the joint action."""
-        td = self.actor_network(tensordict.copy())
-        q = detached_q(self.critic, td, heads=1)
+        td = self.actor_network(writable_copy(tensordict, self.actor_network.out_keys))
+        q = detached_q(self.critic, td, heads=1, params=self._critic_params)
         return TensorDict({"loss_actor": reduce(-q, self.reduction), "q_value": q.detach().mean()})

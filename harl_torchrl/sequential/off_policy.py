@@ -43,6 +43,7 @@ from harl_torchrl.sequential.agents import agent_parameters_by_name
 from harl_torchrl.sequential.optim import optimizer_parameters, optimizer_step
 from harl_torchrl.sequential.order import AgentOrder, Order
 from harl_torchrl.sequential.stacked import check_agent_optimizer
+from harl_torchrl.utils.tensordicts import writable_copy
 
 ActorScheme = Literal["sequential", "buffer", "simultaneous"]
 AfterStep = Callable[[TensorDict], TensorDictBase | None]
@@ -174,6 +175,7 @@ class SequentialActorStep:
         agent_parameters_by_name({name: trainer.actor for name, trainer in trainers.items()})
         self.trainers = dict(trainers)
         self.agent_names: list[str] = list(trainers)
+        self._written = [key for trainer in self.trainers.values() for key in trainer.actor.out_keys]
         self.scheme = scheme
         self.orders = AgentOrder(self.agent_names, order or ("random" if scheme == "sequential" else "fixed"), seed)
         self.last_order: list[str] = []
@@ -191,7 +193,7 @@ class SequentialActorStep:
             ``{agent: that agent's diagnostics}`` plus ``"order"``: the agents' indices
             (in ``trainers``' order) in the order they were updated.
         """
-        joint = batch.copy()
+        joint = writable_copy(batch, self._written)  # the batch is not modified
         if self.scheme != "buffer":
             for trainer in self.trainers.values():
                 trainer.act(joint)
