@@ -187,7 +187,9 @@ class NStepReplayBuffer:
                 level = level.setdefault(group, {})
             level[name] = tensor.index_select(0, index)
         nested["index"] = index
-        return TensorDict(nested, batch_size=[len(index)], device=data.device)
+        # the leaves were validated (shape, device) when TensorDict wrote them into the storage:
+        # build without validating them again (about 0.1 ms of a 20-entry batch)
+        return TensorDict._new_unsafe(nested, batch_size=torch.Size([len(index)]), device=data.device)
 
     def state_dict(self) -> dict[str, Any]:
         """The stored transitions, the write position and the held-back frames, as plain tensors.

@@ -47,6 +47,8 @@ def detached_q(
     caller keeps them listed (see :func:`~harl_torchrl.objectives.joint_q.frozen_parameters`).
     """
     with frozen_parameters(critic, params):
+        if isinstance(critic, JointQCritic):
+            return critic.values(tensordict, heads=heads)  # the same values, not written into tensordict
         return critic(tensordict, heads=heads).get(critic.out_keys[0])
 
 

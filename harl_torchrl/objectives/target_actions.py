@@ -97,6 +97,7 @@ class TargetActions(LossModule):
             self.register_buffer(f"high_{index}", high.to(device))
         self.noise_std = float(noise_std)
         self.noise_clip = float(noise_clip)
+        self._noise_cache: dict[int, tuple] = {}  # see _noise_terms
 
     def _forward_value_estimator_keys(self, **kwargs) -> None:
         """No value estimator."""
@@ -121,11 +122,20 @@ class TargetActions(LossModule):
         """Adds the clipped, box-scaled noise to one agent's action and clamps it to the box."""
         low, high = self.bounds(index)
         if self.noise_std > 0:
+            scale, limit = self._noise_terms(index, low, high)
+            noise = torch.randn_like(action) * scale
+            action = action + noise.clamp(-limit, limit)  # -limit <= limit: max(min(noise, limit), -limit)
+        return action.clamp(low, high)  # low < high: max(min(action, high), low)
+
+    def _noise_terms(self, index: int, low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noise_std * h, noise_clip * h)`` with ``h = (high - low) / 2``, kept while the box and settings are."""
+        key = (low, high, self.noise_std, self.noise_clip)
+        cached = self._noise_cache.get(index)
+        if cached is None or cached[0][0] is not low or cached[0][1] is not high or cached[0][2:] != key[2:]:
             half_range = (high - low) / 2
-            noise = torch.randn_like(action) * (self.noise_std * half_range)
-            limit = self.noise_clip * half_range
-            action = action + torch.maximum(torch.minimum(noise, limit), -limit)
-        return torch.maximum(torch.minimum(action, high), low)
+            cached = (key, (self.noise_std * half_range, self.noise_clip * half_range))
+            self._noise_cache[index] = cached
+        return cached[1]
 
     @torch.no_grad()
     def forward(self, next_tensordict: TensorDictBase) -> TensorDictBase:

@@ -94,3 +94,25 @@ def test_bounds_live_on_the_actors_device():
     targets = TargetActions(actors, SPECS)
     for index in range(len(SPECS)):
         assert {bound.device.type for bound in targets.bounds(index)} == {"meta"}
+
+
+def test_smooth_is_bit_identical_to_the_max_min_formula_and_follows_new_settings():
+    """The clamp form and the cached noise scales compute exactly max(min(.)) of the formula."""
+    low, high = torch.tensor([-0.4, 0.0, -3.0]), torch.tensor([0.4, 1.0, 5.0])
+    spec = Bounded(low, high, shape=(3,))
+    targets = TargetActions({"a": make_deterministic_actor("a", 2, spec)}, {"a": spec}, noise_std=0.7, noise_clip=0.3)
+    action = torch.randn(500, 3) * 4
+
+    def formula(noise_std, noise_clip):
+        half = (high - low) / 2
+        noise = torch.randn_like(action) * (noise_std * half)
+        limit = noise_clip * half
+        out = action + torch.maximum(torch.minimum(noise, limit), -limit)
+        return torch.maximum(torch.minimum(out, high), low)
+
+    for noise_std, noise_clip in ((0.7, 0.3), (0.7, 0.3), (0.2, 0.5), (0.0, 0.5)):
+        targets.noise_std, targets.noise_clip = noise_std, noise_clip
+        torch.manual_seed(1)
+        ours = targets.smooth(action, 0)
+        torch.manual_seed(1)
+        assert torch.equal(ours, formula(noise_std, noise_clip) if noise_std > 0 else action.clamp(low, high))
