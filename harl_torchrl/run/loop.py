@@ -87,16 +87,23 @@ def run(cfg: DictConfig | RunConfig | dict, output_dir: str | Path) -> dict[str,
         return _train(cfg, output_dir, stop)
 
 
+#: Libraries whose INFO lines would cut into the progress bar (TorchRL: a storage's size, in colour
+#: codes; PyOpenGL, imported by VMAS's renderer: "No OpenGL_accelerate module loaded").
+QUIET_LOGGERS = ("torchrl", "OpenGL")
+
+
 @contextlib.contextmanager
 def _torchrl_warnings_only() -> Iterator[None]:
-    """TorchRL's INFO lines (e.g. a storage's size, in colour codes) would cut into the progress bar."""
-    torchrl_logger = logging.getLogger("torchrl")
-    level = torchrl_logger.level
-    torchrl_logger.setLevel(max(level, logging.WARNING))
+    """Within the run, the :data:`QUIET_LOGGERS` report warnings and errors only."""
+    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(max(logger.level, logging.WARNING))
     try:
         yield
     finally:
-        torchrl_logger.setLevel(level)
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _train(cfg: RunConfig, output_dir: Path, stop: StopSignals) -> dict[str, Any]:

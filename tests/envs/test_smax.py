@@ -357,7 +357,7 @@ def test_resumed_run_continues_the_same_battles_bit_identically(tmp_path):
     whole = _train(tmp_path / "whole", "total_frames=160")
     _train(tmp_path / "first", "total_frames=80")
     resumed = _train(tmp_path / "resumed", "total_frames=160", f"resume={tmp_path / 'first' / 'checkpoint.pt'}")
-    timing = ("collect_fps", "update_seconds")
+    timing = ("collect_fps", "update_seconds", "fps")
 
     def rows(out):
         return [{k: v for k, v in row.items() if k not in timing} for row in _metric_rows(out)]
