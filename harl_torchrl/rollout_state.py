@@ -76,7 +76,7 @@ def capture_rollout_state(collector: Any, envs: Mapping[str, EnvBase | None]) ->
         >>> _ = next(iter(collector))
         >>> state = capture_rollout_state(collector, {"train": env})
         >>> sorted(state), state["envs"]["train"]["family"]
-        (['carrier', 'envs'], 'VmasTeamEnv')
+        (['carrier', 'envs', 'traj_pool'], 'VmasTeamEnv')
     """
     states = {name: capture_env_state(env) for name, env in envs.items() if env is not None}
     carrier = getattr(collector, "_carrier", None)

@@ -50,8 +50,11 @@ def train_in_hydra_dir(cfg: DictConfig, program: str = "harl-train") -> None:
     A known failure (bad config, missing dependency, NaN) ends the process with one
     line; a stop on a signal with the resume command and ``128 + signal``.
     """
-    from harl_torchrl.run import RunStopped, run  # torch and the envs load here, after the command line passed
-    from harl_torchrl.run_guard import NonFiniteError
+    from harl_torchrl.run.quiet import quiet_library_logs
+
+    with quiet_library_logs():  # importing VMAS's renderer already logs at INFO
+        from harl_torchrl.run import RunStopped, run  # torch and the envs load here, after the command line
+        from harl_torchrl.run_guard import NonFiniteError
 
     run_dir = Path(HydraConfig.get().runtime.output_dir)
     with _TeeToLog(run_dir / "train.log") as log:

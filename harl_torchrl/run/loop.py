@@ -19,12 +19,9 @@ iteration in flight with a checkpoint (:mod:`harl_torchrl.run.stop`).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import logging
 import math
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +33,7 @@ from harl_torchrl.envs import make_env
 from harl_torchrl.evaluation import evaluate
 from harl_torchrl.rollout_state import capture_rollout_state
 from harl_torchrl.run.lock import RunDirLock
+from harl_torchrl.run.quiet import quiet_library_logs
 from harl_torchrl.run.stop import RunStopped, StopSignals
 from harl_torchrl.run_guard import check_finite, open_resume, restore_run
 from harl_torchrl.training import episode_stats
@@ -83,27 +81,8 @@ def run(cfg: DictConfig | RunConfig | dict, output_dir: str | Path) -> dict[str,
         print(f"{algo.name}: {num_envs} training envs (algo.num_envs; algo.num_envs=null uses env.num_envs)")
         cfg = dataclasses.replace(cfg, env=dataclasses.replace(cfg.env, num_envs=num_envs))
     output_dir = Path(output_dir)
-    with RunDirLock(output_dir), StopSignals() as stop, _torchrl_warnings_only():
+    with RunDirLock(output_dir), StopSignals() as stop, quiet_library_logs():
         return _train(cfg, output_dir, stop)
-
-
-#: Libraries whose INFO lines would cut into the progress bar (TorchRL: a storage's size, in colour
-#: codes; PyOpenGL, imported by VMAS's renderer: "No OpenGL_accelerate module loaded").
-QUIET_LOGGERS = ("torchrl", "OpenGL")
-
-
-@contextlib.contextmanager
-def _torchrl_warnings_only() -> Iterator[None]:
-    """Within the run, the :data:`QUIET_LOGGERS` report warnings and errors only."""
-    loggers = [logging.getLogger(name) for name in QUIET_LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(max(logger.level, logging.WARNING))
-    try:
-        yield
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
 
 
 def _train(cfg: RunConfig, output_dir: Path, stop: StopSignals) -> dict[str, Any]:
