@@ -175,7 +175,8 @@ def curve(rows: list[dict[str, str]], marks: list[int]) -> list[float]:
     return values
 
 
-def _fmt(values: list[float]) -> str:
+def mean_std(values: list[float]) -> str:
+    """``"mean ± std"`` over the finite values (sample std; the value alone for one, ``n/a`` for none)."""
     values = [v for v in values if not math.isnan(v)]
     if not values:
         return "n/a"
@@ -202,18 +203,18 @@ def print_table(task: str, labels: list[str], jobs: list[Job], rows: int) -> Non
     print("| frames | " + " | ".join(labels) + " |")
     print("|" + "---|" * (len(labels) + 1))
     for i, mark in enumerate(marks):
-        print(f"| {mark:,} | " + " | ".join(_fmt([c[i] for c in curves[label]]) for label in labels) + " |")
+        print(f"| {mark:,} | " + " | ".join(mean_std([c[i] for c in curves[label]]) for label in labels) + " |")
     finals = {
         label: [float([r for r in rs if r.get("eval/return_mean")][-1]["eval/return_mean"]) for rs in runs[label]]
         for label in labels
     }
-    print("| final deterministic eval | " + " | ".join(_fmt(finals[label]) for label in labels) + " |")
+    print("| final deterministic eval | " + " | ".join(mean_std(finals[label]) for label in labels) + " |")
     summarise = _recipe("summarise_run").summarise
     minutes = {
         label: [summarise(j.run_dir)["wall_minutes_estimate"] for j in jobs if j.label == label and j.task == task]
         for label in labels
     }
-    print("| minutes per run (collect + update) | " + " | ".join(_fmt(minutes[label]) for label in labels) + " |")
+    print("| minutes per run (collect + update) | " + " | ".join(mean_std(minutes[label]) for label in labels) + " |")
 
 
 def write_results(jobs: list[Job], labels: list[str], out: Path, plots: bool, reps: int) -> dict:

@@ -32,9 +32,10 @@ import argparse
 import csv
 import json
 import math
-import statistics
 import time
 from pathlib import Path
+
+from benchmark_learning import mean_std  # the scripts' one mean ± std cell (this folder is on sys.path)
 
 import harl_torchrl.conf
 from harl_torchrl.config.hydra_checks import compose_run_config
@@ -110,15 +111,6 @@ def run_one(algo: str, seed: int, frames: int, overrides: list[str], out: Path) 
     }
 
 
-def _mean_std(values: list[float]) -> str:
-    values = [v for v in values if not math.isnan(v)]
-    if not values:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.2f}"
-    return f"{statistics.fmean(values):.2f} ± {statistics.stdev(values):.2f}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--algos", nargs="+", default=["hatd3"], help="hatd3 haddpg hasac matd3 maddpg masac")
@@ -164,7 +156,7 @@ def main() -> None:
         for i, (step, _) in enumerate(runs[0]["eval_curve"]):
             values = [r["eval_curve"][i][1] for r in runs if i < len(r["eval_curve"])]
             shifted = [v - SELF_COLLISION_OFFSET for v in values]
-            print(f"  {step:>9,}  {_mean_std(values):<16}  {_mean_std(shifted)}")
+            print(f"  {step:>9,}  {mean_std(values):<16}  {mean_std(shifted)}")
     if args.rst_every:
         print("\n" + rst_table(results, args.algos, args.rst_every))
     print(f"\nresults: {args.out / 'results.json'}, {args.out / 'results.csv'}")
@@ -183,7 +175,7 @@ def rst_table(results: list[dict], algos: list[str], every: int) -> str:
             values = [
                 v - SELF_COLLISION_OFFSET for r in results if r["algo"] == algo for s, v in r["eval_curve"] if s == step
             ]
-            cells.append(_mean_std(values))
+            cells.append(mean_std(values))
         rows.append(cells)
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     rule = "  ".join("=" * w for w in widths)
